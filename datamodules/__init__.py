@@ -1,0 +1,1 @@
+"""DataModules and domain sources (installed as ``lightning_synth.datamodules``)."""

@@ -1,0 +1,1 @@
+"""Tasks (installed as ``lightning_synth.tasks``)."""
