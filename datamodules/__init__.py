@@ -1,1 +1,19 @@
 """DataModules and domain sources (installed as ``lightning_synth.datamodules``)."""
+
+from lightning_synth.datamodules.digits import RenderedDigitsSource
+from lightning_synth.datamodules.mixed import (
+    DomainDataset,
+    MixedDomainDataModule,
+    MixedDomainSampler,
+    to_format,
+)
+from lightning_synth.datamodules.sources import DomainSource
+
+__all__ = [
+    "DomainSource",
+    "RenderedDigitsSource",
+    "DomainDataset",
+    "MixedDomainDataModule",
+    "MixedDomainSampler",
+    "to_format",
+]

@@ -11,13 +11,12 @@ so a source knows nothing of the other domain or of the batch contract.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Literal
 
 from torch.utils.data import Dataset
 
-__all__ = ["DomainSource", "Stage"]
+from lightning_synth.batch import Stage
 
-Stage = Literal["train", "val", "test"]
+__all__ = ["DomainSource", "Stage"]
 
 
 class DomainSource(ABC):

@@ -12,7 +12,7 @@ Optional keys: ``joints`` (``B x J x 3``), ``intrinsics`` (``B x 4``: fx, fy, cx
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 
 import torch
 
@@ -28,6 +28,7 @@ __all__ = [
     "DOMAIN_NAMES",
     "IGNORE_LABEL",
     "Batch",
+    "Stage",
     "make_sample",
     "check_batch",
 ]
@@ -48,6 +49,8 @@ DOMAIN_NAMES: Final[dict[int, str]] = {RENDERED: "rendered", REAL: "real"}
 IGNORE_LABEL: Final = -1
 
 Batch = dict[str, torch.Tensor]
+#: The three stages whose metrics a task logs (``{stage}/{name}``).
+Stage = Literal["train", "val", "test"]
 
 
 def make_sample(image: torch.Tensor, label: int | torch.Tensor, domain: int) -> Batch:

@@ -1,1 +1,5 @@
-"""lightning_synth.callbacks"""
+"""Callbacks and logging helpers for TensorBoard."""
+
+from lightning_synth.callbacks.image_grid import labelled_image_grid, log_image
+
+__all__ = ["labelled_image_grid", "log_image"]

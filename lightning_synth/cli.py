@@ -1,0 +1,174 @@
+"""The ``lightning-synth`` command: a thin ``LightningCLI`` with the project's defaults.
+
+``cli.py`` is the one core module that imports ``tasks`` and ``datamodules``: doing
+so registers every task and source, so YAML can name them by their short class
+names (``class_path: ImageClassifier``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_only
+
+import lightning_synth.datamodules  # noqa: F401  (registers short class names)
+import lightning_synth.tasks  # noqa: F401  (registers short class names)
+from lightning_synth import __version__
+
+__all__ = ["LightningSynthCLI", "main", "describe_metrics"]
+
+#: Default logger; ``name`` is replaced by the stem of the first ``--config`` file.
+_AUTO_NAME = "auto"
+_TRAINER_DEFAULTS: dict[str, Any] = {
+    "logger": {
+        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+        "init_args": {"save_dir": "runs", "name": _AUTO_NAME},
+    },
+}
+_METRIC_NAME = re.compile(r"^(train|val|test)/(?:(rendered|real)_)?(\w+)$")
+_WORDS = {"acc": "accuracy", "loss": "loss", "pad": "proxy A-distance", "iou": "mean IoU"}
+
+
+def describe_metrics(metrics: dict[str, Any], stage: str) -> list[str]:
+    """Plain-language lines for the ``{stage}/...`` metrics, e.g. ``accuracy on real images: 71.2%``.
+
+    Args:
+        metrics: logged metric values by name (``trainer.callback_metrics``).
+        stage: which stage to describe (``val`` or ``test``).
+    """
+    lines = []
+    for name in sorted(metrics):
+        match = _METRIC_NAME.match(name)
+        if not match or match.group(1) != stage:
+            continue
+        _, domain, metric = match.groups()
+        value = float(metrics[name])
+        words = _WORDS.get(metric, metric.replace("_", " "))
+        where = f" on {domain} images" if domain else ""
+        shown = f"{100 * value:.1f}%" if metric.endswith("acc") else f"{value:.4f}"
+        lines.append(f"  {words}{where}: {shown}")
+    return lines
+
+
+class LightningSynthCLI(LightningCLI):
+    """``LightningCLI`` with TensorBoard, checkpoints by the task's ``monitor``, and a summary.
+
+    Adds ``--test_after_fit`` (test the best checkpoint when ``fit`` ends) and prints
+    the run directory at the start and the results in words at the end.
+    """
+
+    def __init__(self, args: Any = None, run: bool = True) -> None:
+        super().__init__(
+            model_class=LightningModule,
+            datamodule_class=None,
+            subclass_mode_model=True,
+            seed_everything_default=0,
+            trainer_defaults=_TRAINER_DEFAULTS,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"version": __version__},
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=False,
+            help="After fit, run test with the best checkpoint and print the results.",
+        )
+
+    def before_instantiate_classes(self) -> None:
+        config = (
+            self.config.get(str(self.subcommand), self.config) if self.subcommand else self.config
+        )
+        logger = config.get("trainer", {}).get("logger")
+        init_args = getattr(logger, "init_args", None)
+        if init_args is not None and init_args.get("name") == _AUTO_NAME:
+            files = config.get("config") or []
+            init_args["name"] = Path(str(files[0])).stem if files else "lightning_synth"
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if trainer.checkpoint_callback is not None and not _user_configured_checkpoint(self):
+            # Replace Lightning's default (last epoch only) by one that also keeps
+            # the best checkpoint by the task's own monitored metric.
+            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, ModelCheckpoint)]
+            trainer.callbacks.append(self._checkpoint_callback())
+        return trainer
+
+    def _checkpoint_callback(self) -> ModelCheckpoint:
+        monitor = getattr(self.model, "monitor", None)
+        mode = getattr(self.model, "mode", "min")
+        filename = "best-{epoch}-{step}" if monitor else "{epoch}-{step}"
+        return ModelCheckpoint(
+            monitor=monitor,
+            mode=mode,
+            save_last=True,
+            filename=filename,
+            auto_insert_metric_name=False,
+        )
+
+    def before_fit(self) -> None:
+        _announce(f"Run directory: {self.trainer.log_dir}")
+
+    def after_fit(self) -> None:
+        if self.trainer.interrupted:
+            return
+        config = self.config.get("fit", {})
+        lines = describe_metrics(self.trainer.callback_metrics, "val")
+        if lines:
+            _announce("Validation results:\n" + "\n".join(lines))
+        if config.get("test_after_fit"):
+            ckpt = "best" if self._has_best_checkpoint() else None
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
+            lines = describe_metrics(self.trainer.callback_metrics, "test")
+            if lines:
+                _announce(f"Test results ({ckpt or 'last'} checkpoint):\n" + "\n".join(lines))
+        _announce(
+            f"Checkpoints and config are in {self.trainer.log_dir}; "
+            f"watch the run with: tensorboard --logdir {Path(self.trainer.log_dir or '.').parent}"
+        )
+
+    def after_test(self) -> None:
+        lines = describe_metrics(self.trainer.callback_metrics, "test")
+        if lines:
+            _announce("Test results:\n" + "\n".join(lines))
+
+    def after_validate(self) -> None:
+        lines = describe_metrics(self.trainer.callback_metrics, "val")
+        if lines:
+            _announce("Validation results:\n" + "\n".join(lines))
+
+    def _has_best_checkpoint(self) -> bool:
+        callback = self.trainer.checkpoint_callback
+        return bool(callback is not None and getattr(callback, "best_model_path", ""))
+
+
+def _user_configured_checkpoint(cli: LightningSynthCLI) -> bool:
+    config = cli.config.get(str(cli.subcommand), cli.config)
+    callbacks = config.get("trainer", {}).get("callbacks") or []
+    return any("ModelCheckpoint" in str(getattr(c, "class_path", "")) for c in callbacks)
+
+
+@rank_zero_only
+def _announce(message: str) -> None:
+    print(f"[lightning-synth] {message}", flush=True)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``lightning-synth`` and ``python -m lightning_synth``.
+
+    Args:
+        args: command-line arguments; the process's own when ``None``.
+    """
+    LightningSynthCLI(args=args)
+
+
+if __name__ == "__main__":
+    main()
