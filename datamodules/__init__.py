@@ -7,11 +7,15 @@ from lightning_synth.datamodules.mixed import (
     MixedDomainSampler,
     to_format,
 )
+from lightning_synth.datamodules.real_digits import DigitFolder, SklearnDigits, TorchvisionDigits
 from lightning_synth.datamodules.sources import DomainSource
 
 __all__ = [
     "DomainSource",
     "RenderedDigitsSource",
+    "SklearnDigits",
+    "TorchvisionDigits",
+    "DigitFolder",
     "DomainDataset",
     "MixedDomainDataModule",
     "MixedDomainSampler",

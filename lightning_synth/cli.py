@@ -19,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_only
 import lightning_synth.datamodules  # noqa: F401  (registers short class names)
 import lightning_synth.tasks  # noqa: F401  (registers short class names)
 from lightning_synth import __version__
+from lightning_synth.callbacks import PredictionWriter
 
 __all__ = ["LightningSynthCLI", "main", "describe_metrics"]
 
@@ -100,6 +101,8 @@ class LightningSynthCLI(LightningCLI):
             # the best checkpoint by the task's own monitored metric.
             trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, ModelCheckpoint)]
             trainer.callbacks.append(self._checkpoint_callback())
+        if self.subcommand == "predict":
+            trainer.callbacks.append(PredictionWriter())
         return trainer
 
     def _checkpoint_callback(self) -> ModelCheckpoint:
@@ -144,6 +147,11 @@ class LightningSynthCLI(LightningCLI):
         lines = describe_metrics(self.trainer.callback_metrics, "val")
         if lines:
             _announce("Validation results:\n" + "\n".join(lines))
+
+    def after_predict(self) -> None:
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, PredictionWriter) and callback.written:
+                _announce(f"Predictions written to {callback.written[-1]}")
 
     def _has_best_checkpoint(self) -> bool:
         callback = self.trainer.checkpoint_callback

@@ -1,0 +1,54 @@
+"""Shared helpers: run the real CLI entry point in a temporary directory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+#: Trainer overrides that turn any config into a few-step run on the CPU.
+FAST_TRAINER = [
+    "--trainer.accelerator=cpu",
+    "--trainer.devices=1",
+    "--trainer.max_epochs=1",
+    "--trainer.max_steps=-1",
+    "--trainer.limit_train_batches=3",
+    "--trainer.limit_val_batches=2",
+    "--trainer.limit_test_batches=2",
+    "--trainer.limit_predict_batches=2",
+    "--trainer.num_sanity_val_steps=0",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+]
+
+# Keep the suite inside its time budget on 2 cores: one intra-op thread per process.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+    """Run ``lightning-synth ARGS`` in ``tmp_path``; return the newest run directory.
+
+    Relative paths (``runs/``) land in ``tmp_path``; configs are read from the repository.
+    """
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> Path:
+        from lightning_synth.cli import main
+
+        main(list(args))
+        runs = sorted((tmp_path / "runs").glob("*/version_*"), key=lambda p: p.stat().st_mtime)
+        return runs[-1] if runs else tmp_path / "runs"
+
+    return run
