@@ -119,7 +119,7 @@ class MixedDomainSampler(DistributedSampler):
 
     It subclasses ``DistributedSampler`` and shards by itself (each process draws its own
     batches from one shared permutation per epoch), so Lightning leaves it alone under DDP.
-    The epoch is one pass over the larger domain (in its share of the batch); the other
+    The epoch is one pass over the larger domain (its last partial batch dropped); the other
     domain is cycled, reshuffled on each pass.
 
     Args:
@@ -161,7 +161,7 @@ class MixedDomainSampler(DistributedSampler):
             passes.append(num_rendered / self.per_batch_rendered)
         if self.per_batch_real:
             passes.append(num_real / self.per_batch_real)
-        self.batches_per_replica = max(1, math.ceil(max(passes) / self.num_replicas))
+        self.batches_per_replica = max(1, math.floor(max(passes) / self.num_replicas))
 
     def __len__(self) -> int:
         return self.batches_per_replica * self.batch_size

@@ -1,0 +1,128 @@
+"""MixedDomainDataModule: batch composition, DDP shards, formats, hidden labels."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from lightning_synth.batch import DOMAIN, IGNORE_LABEL, IMAGE, LABEL, REAL, RENDERED
+from lightning_synth.datamodules import (
+    DomainSource,
+    MixedDomainDataModule,
+    MixedDomainSampler,
+    to_format,
+)
+from lightning_synth.datamodules.mixed import InterleavedDataset
+
+
+class _Constant(Dataset):
+    """``length`` images of one shape whose pixels encode their index."""
+
+    def __init__(self, length: int, channels: int, size: int) -> None:
+        self.length, self.channels, self.size = length, channels, size
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return torch.full((self.channels, self.size, self.size), index / self.length), index % 10
+
+
+class _Source(DomainSource):
+    def __init__(self, lengths: dict[str, int], channels: int, size: int) -> None:
+        self.lengths, self.channels, self.size = lengths, channels, size
+
+    def dataset(self, stage):
+        return _Constant(self.lengths[stage], self.channels, self.size)
+
+
+def _datamodule(**kwargs) -> MixedDomainDataModule:
+    rendered = _Source({"train": 200, "val": 30, "test": 40}, channels=3, size=32)
+    real = _Source({"train": 25, "val": 10, "test": 20}, channels=1, size=8)
+    options = {"batch_size": 8, "real_fraction": 0.25, "num_workers": 0, "image_size": 16}
+    options.update(kwargs)
+    return MixedDomainDataModule(rendered, real, **options)
+
+
+def test_every_training_batch_has_the_configured_real_share() -> None:
+    datamodule = _datamodule()
+    batches = list(datamodule.train_dataloader())
+    # one pass over 200 rendered images at 6 per batch
+    assert len(batches) == 33
+    for batch in batches:
+        assert batch[IMAGE].shape == (8, 3, 16, 16)
+        assert (batch[DOMAIN] == REAL).sum() == 2
+        assert (batch[DOMAIN] == RENDERED).sum() == 6
+
+
+def test_hidden_real_labels_stay_visible_for_evaluation() -> None:
+    datamodule = _datamodule(hide_real_labels=True)
+    train = next(iter(datamodule.train_dataloader()))
+    assert (train[LABEL][train[DOMAIN] == REAL] == IGNORE_LABEL).all()
+    assert (train[LABEL][train[DOMAIN] == RENDERED] != IGNORE_LABEL).all()
+    val = next(iter(datamodule.val_dataloader()))
+    assert (val[LABEL] != IGNORE_LABEL).all()
+
+
+def test_ddp_shards_are_disjoint_and_keep_the_composition() -> None:
+    shards = [
+        list(MixedDomainSampler(100, 40, 10, 0.3, seed=1, num_replicas=2, rank=rank))
+        for rank in (0, 1)
+    ]
+    assert len(shards[0]) == len(shards[1])
+    rendered = [set(i for i in shard if i < 100) for shard in shards]
+    assert not rendered[0] & rendered[1], "two processes trained on the same rendered image"
+    for shard in shards:
+        for start in range(0, len(shard), 10):
+            assert sum(i >= 100 for i in shard[start : start + 10]) == 3
+
+
+def test_sampler_reshuffles_each_epoch_and_is_reproducible() -> None:
+    sampler = MixedDomainSampler(50, 10, 5, 0.2, seed=3)
+    first = list(sampler)
+    assert list(MixedDomainSampler(50, 10, 5, 0.2, seed=3)) == first
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+
+
+def test_evaluation_interleaves_domains_so_any_prefix_has_both() -> None:
+    datamodule = _datamodule()
+    first = next(iter(datamodule.val_dataloader()))
+    assert set(first[DOMAIN].tolist()) == {RENDERED, REAL}
+    merged = InterleavedDataset(
+        datamodule.domain_dataset("test", RENDERED), datamodule.domain_dataset("test", REAL)
+    )
+    assert len(merged) == 60
+    domains = [merged[i][DOMAIN].item() for i in range(len(merged))]
+    assert domains.count(REAL) == 20
+
+
+def test_predict_runs_over_the_real_test_set() -> None:
+    datamodule = _datamodule()
+    batches = list(datamodule.predict_dataloader())
+    assert sum(len(b[DOMAIN]) for b in batches) == 20
+    assert all((b[DOMAIN] == REAL).all() for b in batches)
+
+
+def test_format_converts_channels_and_size() -> None:
+    gray = torch.rand(1, 8, 8)
+    assert to_format(gray, 32, 3).shape == (3, 32, 32)
+    colour = torch.rand(3, 40, 40)
+    out = to_format(colour, 16, 1)
+    assert out.shape == (1, 16, 16) and 0 <= out.min() and out.max() <= 1
+    with pytest.raises(ValueError, match="C x H x W"):
+        to_format(torch.rand(8, 8), 16, 1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"real_fraction": 1.5}, "real_fraction"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"image_size": 4}, "image_size"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        _datamodule(**kwargs)
