@@ -7,7 +7,9 @@ names (``class_path: ImageClassifier``).
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,9 @@ from lightning.pytorch.utilities import rank_zero_only
 import lightning_synth.datamodules  # noqa: F401  (registers short class names)
 import lightning_synth.tasks  # noqa: F401  (registers short class names)
 from lightning_synth import __version__
-from lightning_synth.callbacks import PredictionWriter
+from lightning_synth.callbacks import FailureMarker, PredictionWriter
 
-__all__ = ["LightningSynthCLI", "main", "describe_metrics"]
+__all__ = ["LightningSynthCLI", "main", "describe_metrics", "USER_ERRORS"]
 
 #: Default logger; ``name`` is replaced by the stem of the first ``--config`` file.
 _AUTO_NAME = "auto"
@@ -103,6 +105,7 @@ class LightningSynthCLI(LightningCLI):
             trainer.callbacks.append(self._checkpoint_callback())
         if self.subcommand == "predict":
             trainer.callbacks.append(PredictionWriter())
+        trainer.callbacks.append(FailureMarker())
         return trainer
 
     def _checkpoint_callback(self) -> ModelCheckpoint:
@@ -169,13 +172,28 @@ def _announce(message: str) -> None:
     print(f"[lightning-synth] {message}", flush=True)
 
 
+#: Errors that mean "the user's input is wrong" (a missing folder, a corrupt file, a bad
+#: value): printed as one clear line instead of a traceback from deep inside.
+USER_ERRORS = (FileNotFoundError, NotADirectoryError, ValueError)
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``lightning-synth`` and ``python -m lightning_synth``.
+
+    Input errors (missing files, corrupt images, bad values) exit with status 2 and a
+    one-line message; set ``LIGHTNING_SYNTH_DEBUG=1`` to see the traceback instead.
 
     Args:
         args: command-line arguments; the process's own when ``None``.
     """
-    LightningSynthCLI(args=args)
+    try:
+        LightningSynthCLI(args=args)
+    except USER_ERRORS as error:
+        if os.environ.get("LIGHTNING_SYNTH_DEBUG"):
+            raise
+        print(f"lightning-synth: error: {error}", file=sys.stderr)
+        print("(set LIGHTNING_SYNTH_DEBUG=1 to see the traceback)", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

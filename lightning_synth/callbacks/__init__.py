@@ -2,5 +2,12 @@
 
 from lightning_synth.callbacks.image_grid import labelled_image_grid, log_image
 from lightning_synth.callbacks.predictions import PredictionWriter
+from lightning_synth.callbacks.run_status import FAILURE_FILE, FailureMarker
 
-__all__ = ["labelled_image_grid", "log_image", "PredictionWriter"]
+__all__ = [
+    "labelled_image_grid",
+    "log_image",
+    "PredictionWriter",
+    "FailureMarker",
+    "FAILURE_FILE",
+]

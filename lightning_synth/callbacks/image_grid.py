@@ -60,7 +60,7 @@ def labelled_image_grid(
         domain = DOMAIN_NAMES.get(int(domains[index]), "?")[:4]
         draw.rectangle((3, tile_size - 14, tile_size - 4, tile_size - 4), fill=(0, 0, 0))
         draw.text((5, tile_size - 15), f"{pred}/{truth} {domain}", fill=colour, font=font)
-        drawn.append(torch.from_numpy(np.asarray(pil)).permute(2, 0, 1))
+        drawn.append(torch.from_numpy(np.array(pil)).permute(2, 0, 1))
     return make_grid(torch.stack(drawn), nrow=columns, padding=2, pad_value=255)
 
 
