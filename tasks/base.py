@@ -16,6 +16,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import nn
 from torchmetrics import MetricCollection
+from torchmetrics.aggregation import SumMetric
 
 from lightning_synth.batch import DOMAIN_NAMES, IGNORE_LABEL, Batch, Stage
 
@@ -130,11 +131,23 @@ class SynthTask(LightningModule):
                 for domain in DOMAIN_NAMES.values()
             }
         )
+        # How many labelled samples each domain had, summed over processes: a domain is
+        # reported only if some process saw it, and then every process joins the sync.
+        self.domain_counts = nn.ModuleDict(
+            {
+                f"{stage}_{domain}": SumMetric()
+                for stage in _STAGES[1:]
+                for domain in DOMAIN_NAMES.values()
+            }
+        )
 
     def log_domain_metrics(
         self, stage: Stage, preds: torch.Tensor, target: torch.Tensor, domain: torch.Tensor
     ) -> None:
-        """Update and log the metrics of each domain present (with labels) in the batch.
+        """Update the metrics of each domain present (with labels) in the batch.
+
+        Training metrics are logged per step (this batch only); validation and test
+        metrics accumulate and are computed at epoch end over all processes.
 
         Args:
             stage: ``"train"``, ``"val"`` or ``"test"``.
@@ -144,15 +157,39 @@ class SynthTask(LightningModule):
         """
         for code, name in DOMAIN_NAMES.items():
             selected = domain == code
-            if not bool(selected.any()):
-                continue
             domain_target = target[selected]
-            if not bool((domain_target != IGNORE_LABEL).any()):
+            labelled = int((domain_target != IGNORE_LABEL).sum())
+            key = f"{stage}_{name}"
+            if stage != "train":
+                self.domain_counts[key].update(torch.tensor(float(labelled), device=self.device))
+            if not labelled:
                 continue
-            metrics = self.domain_metrics[f"{stage}_{name}"]
+            metrics = self.domain_metrics[key]
             if stage == "train":
                 metrics(preds[selected], domain_target)
                 self.log_dict(metrics, on_step=True, on_epoch=False)
             else:
                 metrics.update(preds[selected], domain_target)
-                self.log_dict(metrics, on_step=False, on_epoch=True)
+
+    def _log_domain_epoch_metrics(self, stage: Stage) -> None:
+        if not hasattr(self, "domain_metrics"):
+            return
+        for name in DOMAIN_NAMES.values():
+            key = f"{stage}_{name}"
+            counts, metrics = self.domain_counts[key], self.domain_metrics[key]
+            with warnings.catch_warnings():
+                # A process that saw none of this domain still joins the sync with its
+                # empty state; every process takes the same branches, so none waits forever.
+                warnings.filterwarnings("ignore", message=".*compute.*before.*update")
+                seen = float(counts.compute())
+                values = metrics.compute() if seen > 0 else {}
+            if values:
+                self.log_dict(values, sync_dist=False)
+            counts.reset()
+            metrics.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_domain_epoch_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_domain_epoch_metrics("test")

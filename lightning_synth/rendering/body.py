@@ -1,0 +1,377 @@
+"""``BodyRenderer``: depth maps of articulated people with Shotton's 31 body-part labels.
+
+Shotton et al. (CVPR 2011) trained the Kinect body-part classifier on millions of
+rendered depth images of people in varied poses, shapes and camera set-ups. This
+renderer makes such frames on the fly in plain ``torch``, vectorised over the batch, on
+any device: a skeleton (:mod:`~lightning_synth.rendering.body_skeleton`) with joint
+limits, dressed in 16 elliptic capsules and ellipsoids, ray-cast in closed form
+(:mod:`~lightning_synth.rendering.body_render`). No mesh or file is read.
+
+Conventions of a :class:`BodyFrame`:
+
+* camera frame: ``x`` right, ``y`` down, ``z`` forward, metres; pinhole ``intrinsics``
+  ``(fx, fy, cx, cy)`` in pixels, pixel ``(u, v)`` looks along
+  ``((u - cx) / fx, (v - cy) / fy, 1)``;
+* ``depth`` is the ``z`` of the surface (not the ray length); **background is 0** and
+  ``valid`` (the foreground mask) is ``depth > 0``;
+* ``parts`` indexes :data:`PART_NAMES`; background is ``IGNORE_LABEL`` (-1);
+* left and right are the subject's own: facing the camera, their left is on the right
+  of the image.
+
+Every sample is a pure function of ``(seed, index)``, so a batch renders the same
+frames as its indices one by one, in any DataLoader worker or DDP process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from lightning_synth.batch import (
+    DOMAIN,
+    IGNORE_LABEL,
+    IMAGE,
+    INTRINSICS,
+    JOINTS,
+    LABEL,
+    RENDERED,
+    VALID,
+    Batch,
+)
+from lightning_synth.rendering.body_frame import BodyFrame, BodyParams, mirror_frame
+from lightning_synth.rendering.body_parts import (
+    MIRROR_PARTS,
+    PART_NAMES,
+    PART_TO_JOINT,
+    build_primitives,
+    label_parts,
+)
+from lightning_synth.rendering.body_render import raycast_capsules
+from lightning_synth.rendering.body_skeleton import (
+    DOF_NAMES,
+    JOINT_NAMES,
+    MIRROR_JOINTS,
+    NOMINAL_HEIGHT,
+    SHAPE_NAMES,
+    forward_kinematics,
+    sample_poses,
+)
+from lightning_synth.rendering.sensor import DepthSensorNoise
+
+__all__ = [
+    "BodyRenderer",
+    "BodyParams",
+    "BodyFrame",
+    "RenderedBodies",
+    "PART_NAMES",
+    "PART_PALETTE",
+    "PART_TO_JOINT",
+    "JOINT_NAMES",
+    "MIRROR_PARTS",
+    "MIRROR_JOINTS",
+    "mirror_frame",
+    "colorize_parts",
+]
+
+#: A fixed colour (uint8 RGB) per part, in ``PART_NAMES`` order, for label images.
+PART_PALETTE: torch.Tensor = torch.tensor(
+    [
+        (255, 38, 38), (103, 230, 140), (149, 0, 255), (178, 160, 27), (92, 185, 204),
+        (178, 0, 97), (55, 153, 23), (121, 115, 255), (153, 51, 0), (34, 230, 157),
+        (243, 115, 255), (181, 230, 0), (31, 117, 204), (178, 80, 101), (0, 204, 17),
+        (120, 38, 255), (153, 125, 69), (0, 255, 245), (255, 38, 200), (161, 230, 103),
+        (0, 42, 255), (178, 46, 27), (92, 204, 139), (127, 0, 178), (153, 153, 23),
+        (115, 214, 255), (153, 0, 63), (58, 230, 34), (139, 115, 255), (230, 106, 0),
+        (31, 204, 161),
+    ],
+    dtype=torch.uint8,
+)  # fmt: skip
+
+
+def colorize_parts(parts: torch.Tensor, background: int = 0) -> torch.Tensor:
+    """``(..., H, W, 3)`` uint8 RGB picture of a part map with :data:`PART_PALETTE`.
+
+    Args:
+        parts: long part labels, -1 for background.
+        background: grey level of the background.
+    """
+    palette = torch.cat([PART_PALETTE, torch.full((1, 3), background, dtype=torch.uint8)])
+    return palette.to(parts.device)[parts]
+
+
+def _sample_seed(seed: int, index: int) -> int:
+    """A well-mixed 63-bit seed from ``(seed, index)`` (splitmix64 finaliser)."""
+    mask = (1 << 64) - 1
+    x = (seed * 0x9E3779B97F4A7C15 + index * 0xD1B54A32D192ED03 + 0x2545F4914F6CDD1D) & mask
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
+    return (x ^ (x >> 31)) >> 1
+
+
+def _as_indices(indices: torch.Tensor | Sequence[int] | int) -> list[int]:
+    if isinstance(indices, int):
+        return [indices]
+    if isinstance(indices, torch.Tensor):
+        return [int(i) for i in indices.flatten().tolist()]
+    return [int(i) for i in indices]
+
+
+_N_DOF, _N_SHAPE = len(DOF_NAMES), len(SHAPE_NAMES)
+_N_POSE_U = 2 + 6 + _N_DOF  # see sample_poses
+_N_UNIFORM = _N_POSE_U + _N_SHAPE + 1 + 6 + 1 + 1  # pose, shape, girth, camera, yaw, mirror
+
+
+class BodyRenderer:
+    """Render depth maps and part labels of people in random poses, shapes and views.
+
+    Sample ``i`` depends only on ``(seed, i)``: its pose is a canonical pose (standing,
+    walking, arms raised, T-pose, crouching, reaching, waving, kicking, bending, sitting,
+    jumping jack, guard, hands on hips, pointing up, lunge), possibly mirrored, with
+    Gaussian jitter and some limbs posed uniformly within the joint limits; body height,
+    proportions and girths, rotation about the vertical, camera distance, height, aim,
+    roll and field of view are uniform in their ranges.
+
+    Args:
+        height: image height in pixels (240 for a Kinect v1 at QVGA).
+        width: image width in pixels.
+        seed: base seed; frame ``i`` depends only on ``(seed, i)``.
+        mirror: flip half of the frames left-right (labels and joints follow).
+        distance_range: horizontal camera-to-pelvis distance in metres.
+        camera_height_range: camera height above the floor in metres.
+        pitch_jitter: largest pitch offset in degrees from looking at the body centre.
+        pan_jitter: largest pan offset in degrees from looking at the body centre.
+        max_roll: largest camera roll in degrees.
+        fov_range: horizontal field of view in degrees (a Kinect v1 has about 58).
+        yaw_range: rotation of the body about the vertical in degrees (0 faces the camera).
+        height_range: body height in metres.
+        girth_range: girth multiplier (thin to heavy); limbs follow it less than the torso.
+        proportion_jitter: largest relative change of limb, torso, shoulder, hip and head
+            sizes.
+        pose_jitter: standard deviation in degrees of the jitter added to the canonical
+            pose (arms and neck; spine and legs get less).
+        random_limb_prob: chance that each limb group (spine, neck, each arm and leg) is
+            posed uniformly at random within its joint limits.
+        device: device the frames are rendered on (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
+    """
+
+    def __init__(
+        self,
+        height: int = 240,
+        width: int = 320,
+        seed: int = 0,
+        mirror: bool = True,
+        distance_range: tuple[float, float] = (1.5, 4.0),
+        camera_height_range: tuple[float, float] = (0.6, 1.8),
+        pitch_jitter: float = 5.0,
+        pan_jitter: float = 5.0,
+        max_roll: float = 5.0,
+        fov_range: tuple[float, float] = (52.0, 64.0),
+        yaw_range: tuple[float, float] = (-180.0, 180.0),
+        height_range: tuple[float, float] = (1.4, 2.0),
+        girth_range: tuple[float, float] = (0.8, 1.3),
+        proportion_jitter: float = 0.08,
+        pose_jitter: float = 12.0,
+        random_limb_prob: float = 0.2,
+        device: str = "cpu",
+    ) -> None:
+        if height < 1 or width < 1:
+            raise ValueError(f"image size must be positive, got {height} x {width}")
+        if min(distance_range) <= 0.3:
+            raise ValueError(f"distance_range must stay above 0.3 m, got {distance_range}")
+        self.height, self.width, self.seed, self.mirror = int(height), int(width), int(seed), mirror
+        self.distance_range, self.camera_height_range = distance_range, camera_height_range
+        self.pitch_jitter, self.pan_jitter, self.max_roll = pitch_jitter, pan_jitter, max_roll
+        self.fov_range, self.yaw_range = fov_range, yaw_range
+        self.height_range, self.girth_range = height_range, girth_range
+        self.proportion_jitter, self.pose_jitter = proportion_jitter, pose_jitter
+        self.random_limb_prob = random_limb_prob
+        self.device = torch.device(device)
+
+    def sample(self, indices: torch.Tensor | Sequence[int] | int) -> BodyParams:
+        """Draw the parameters of frames ``indices``.
+
+        Args:
+            indices: frame indices (non-negative integers).
+        """
+        indices = _as_indices(indices)
+        if not indices:
+            raise ValueError("no frame indices given")
+        uniforms, normals = [], []
+        for index in indices:
+            gen = torch.Generator().manual_seed(_sample_seed(self.seed, index))
+            uniforms.append(torch.rand(_N_UNIFORM, generator=gen, dtype=torch.float64))
+            normals.append(torch.randn(_N_DOF, generator=gen, dtype=torch.float64))
+        u = torch.stack(uniforms).float().to(self.device)
+        n = torch.stack(normals).float().to(self.device)
+        pose = sample_poses(u[:, :_N_POSE_U], n, self.pose_jitter, self.random_limb_prob)
+        rest = u[:, _N_POSE_U:]
+
+        def lerp(bounds: tuple[float, float], x: torch.Tensor) -> torch.Tensor:
+            return bounds[0] + (bounds[1] - bounds[0]) * x
+
+        prop = 1 + (2 * rest[:, 1:7] - 1) * self.proportion_jitter
+        girth = lerp(self.girth_range, rest[:, _N_SHAPE])
+        shape = torch.cat(
+            [
+                lerp(self.height_range, rest[:, :1]) / NOMINAL_HEIGHT,
+                prop,
+                (girth * (0.9 + 0.2 * rest[:, 7]))[:, None],
+                (girth**0.6 * (0.92 + 0.16 * rest[:, 8]))[:, None],
+            ],
+            1,
+        )
+        cam = rest[:, _N_SHAPE + 1 : _N_SHAPE + 7]
+        camera = torch.stack(
+            [
+                lerp(self.distance_range, cam[:, 0]),
+                lerp(self.camera_height_range, cam[:, 1]),
+                torch.deg2rad((2 * cam[:, 2] - 1) * self.pan_jitter),
+                torch.deg2rad((2 * cam[:, 3] - 1) * self.pitch_jitter),
+                torch.deg2rad((2 * cam[:, 4] - 1) * self.max_roll),
+                torch.deg2rad(lerp(self.fov_range, cam[:, 5])),
+            ],
+            1,
+        )
+        yaw = torch.deg2rad(lerp(self.yaw_range, rest[:, -2]))
+        mirrored = (rest[:, -1] < 0.5) & self.mirror
+        return BodyParams(pose=pose, shape=shape, yaw=yaw, camera=camera, mirrored=mirrored)
+
+    def render(self, indices: torch.Tensor | Sequence[int] | int) -> BodyFrame:
+        """Render frames ``indices`` (same result in one batch or one by one).
+
+        Args:
+            indices: frame indices (non-negative integers).
+        """
+        return self.render_params(self.sample(indices))
+
+    def render_params(self, params: BodyParams) -> BodyFrame:
+        """Render frames from explicit parameters (e.g. a chosen pose).
+
+        Args:
+            params: batched parameters, on ``self.device``.
+        """
+        rot, pos = forward_kinematics(params.pose, params.shape, params.yaw)
+        centers, axes, radii, half = build_primitives(rot, pos, params.shape)
+        world_to_cam, eye = self._camera(params.camera, pos)
+        centers = (world_to_cam[:, None] @ (centers - eye[:, None])[..., None])[..., 0]
+        axes = world_to_cam[:, None] @ axes
+        joints = (world_to_cam[:, None] @ (pos - eye[:, None])[..., None])[..., 0]
+        focal = (self.width / 2) / torch.tan(params.camera[:, 5] / 2)
+        intrinsics = torch.stack(
+            [
+                focal,
+                focal,
+                torch.full_like(focal, (self.width - 1) / 2),
+                torch.full_like(focal, (self.height - 1) / 2),
+            ],
+            1,
+        )
+        depth, index = raycast_capsules(
+            centers, axes, radii, half, intrinsics, self.height, self.width
+        )
+        parts = label_parts(
+            depth, index, intrinsics, centers, axes, half, joints, params.shape[:, 0]
+        )
+        frame = BodyFrame(
+            depth=depth,
+            parts=parts,
+            joints=joints,
+            intrinsics=intrinsics,
+            valid=index >= 0,
+            mirrored=torch.zeros_like(params.mirrored),
+        )
+        return mirror_frame(frame, params.mirrored) if bool(params.mirrored.any()) else frame
+
+    @staticmethod
+    def _camera(camera: torch.Tensor, joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """World-to-camera rotation ``(B, 3, 3)`` and camera centre ``(B, 3)``."""
+        distance, cam_height, pan, pitch, roll, _ = camera.unbind(-1)
+        zero = torch.zeros_like(distance)
+        eye = torch.stack([zero, cam_height, distance], -1)
+        target = (joints.amin(1) + joints.amax(1)) / 2
+        look = target - eye
+        look = look / look.norm(dim=-1, keepdim=True)
+        azimuth = torch.atan2(look[:, 0], look[:, 2]) + pan
+        elevation = torch.asin(look[:, 1].clamp(-1, 1)) + pitch
+        forward = torch.stack(
+            [
+                torch.cos(elevation) * torch.sin(azimuth),
+                torch.sin(elevation),
+                torch.cos(elevation) * torch.cos(azimuth),
+            ],
+            -1,
+        )
+        down = torch.stack([zero, zero - 1, zero], -1)
+        y = down - (down * forward).sum(-1, keepdim=True) * forward
+        y = y / y.norm(dim=-1, keepdim=True)
+        x = torch.cross(y, forward, dim=-1)
+        cos, sin = torch.cos(roll)[:, None], torch.sin(roll)[:, None]
+        x, y = cos * x + sin * y, cos * y - sin * x
+        return torch.stack([x, y, forward], 1), eye
+
+
+class RenderedBodies(Dataset):
+    """Dataset of rendered body frames as batch-contract dicts (see ``lightning_synth.batch``).
+
+    Item ``i`` is frame ``offset + i`` of ``renderer``: ``image`` the depth ``1 x H x W``
+    in metres (0 = no reading), ``label`` the part map ``H x W`` (-1 on the background
+    and, with noise, where the sensor returned nothing), ``domain`` ``RENDERED``,
+    ``joints``, ``intrinsics`` and ``valid``. A DataLoader fetches a batch through
+    ``__getitems__``, which renders it in one vectorised call.
+
+    Args:
+        length: number of frames.
+        renderer: the body renderer; ``None`` uses ``BodyRenderer()`` (240 x 320).
+        noise: sensor model applied to every frame; frame ``i``'s noise depends only on
+            ``(renderer.seed, noise.seed, i)``; ``None`` keeps the clean render.
+        offset: index of the first frame, to keep train/val/test frames apart.
+    """
+
+    def __init__(
+        self,
+        length: int = 100_000,
+        renderer: BodyRenderer | None = None,
+        noise: DepthSensorNoise | None = None,
+        offset: int = 0,
+    ) -> None:
+        if length < 0 or offset < 0:
+            raise ValueError(f"length and offset must be >= 0, got {length} and {offset}")
+        self.length, self.offset = int(length), int(offset)
+        self.renderer = renderer if renderer is not None else BodyRenderer()
+        self.noise = noise
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Batch]:
+        for i in indices:
+            if not -self.length <= i < self.length:
+                raise IndexError(f"index {i} out of range for {self.length} frames")
+        frames = [self.offset + (i % self.length) for i in indices]
+        frame = self.renderer.render(frames)
+        depth, valid, parts = frame.depth, frame.valid, frame.parts
+        if self.noise is not None:
+            noise_seed = _sample_seed(self.noise.seed, self.renderer.seed)
+            gens = [
+                torch.Generator(device=depth.device).manual_seed(_sample_seed(noise_seed, f))
+                for f in frames
+            ]
+            depth, valid = self.noise(depth, frame.intrinsics, gens)
+            parts = torch.where(valid, parts, IGNORE_LABEL)
+        domain = torch.tensor(RENDERED, dtype=torch.long)
+        return [
+            {
+                IMAGE: depth[k, None],
+                LABEL: parts[k],
+                DOMAIN: domain,
+                JOINTS: frame.joints[k],
+                INTRINSICS: frame.intrinsics[k],
+                VALID: valid[k],
+            }
+            for k in range(len(frames))
+        ]

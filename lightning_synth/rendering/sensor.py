@@ -1,0 +1,208 @@
+"""``DepthSensorNoise``: turn clean depth renders into Kinect-v1-like frames.
+
+A structured-light sensor (Kinect v1) measures the disparity of a projected dot pattern
+between a projector and an IR camera ``b = 7.5 cm`` apart and returns ``z = f b / d``.
+The model applies, in this order, to a batch of clean depth maps:
+
+1. **axial noise**: Gaussian, with the standard deviation Nguyen, Izadi & Lovell (3DIMPVT
+   2012) measured on a Kinect v1, ``sigma_z = 0.0012 + 0.0019 (z - 0.4)^2`` metres;
+2. **disparity quantisation**: ``d = f b / z`` rounded to 1/8 pixel, then ``z = f b / d``
+   (``f`` from the intrinsics unless given), so the depth steps grow as ``z^2``;
+3. **missing depth** (``valid`` false, depth 0): near depth discontinuities (silhouettes
+   and occlusion edges, with a probability decaying with the distance to the edge), at
+   grazing angles (surface normals from finite differences of the back-projected
+   points), at random (dropout), and outside the sensor's range.
+
+Nguyen's ``sigma_z`` was measured on real frames, which already include quantisation;
+switch ``quantize`` off to get exactly that spread, or keep both for a slightly noisier
+sensor. All random numbers are drawn whatever the switches, so turning one effect off
+leaves the others unchanged. Input: depth ``(B, H, W)`` metres with 0 = no reading,
+intrinsics ``(B, 4)`` ``fx, fy, cx, cy``; works on any device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["DepthSensorNoise", "kinect_axial_sigma"]
+
+
+def kinect_axial_sigma(depth: torch.Tensor) -> torch.Tensor:
+    """Nguyen et al.'s axial noise standard deviation (metres) of a Kinect v1 at ``depth``.
+
+    Args:
+        depth: distance along the optical axis, metres.
+    """
+    return 0.0012 + 0.0019 * (depth - 0.4) ** 2
+
+
+class DepthSensorNoise(nn.Module):
+    """Kinect-v1-like noise and missing data for clean depth maps (no parameters).
+
+    Args:
+        axial_noise: add Gaussian depth noise with Nguyen et al.'s ``sigma_z(z)``.
+        axial_scale: multiplier of ``sigma_z``.
+        quantize: quantise the disparity ``f b / z`` to ``disparity_step`` pixels.
+        baseline: projector-camera baseline in metres (7.5 cm on a Kinect v1).
+        disparity_step: disparity resolution in pixels (the Kinect's 1/8 pixel).
+        focal_length: focal length in pixels for the disparity; ``None`` uses ``fx`` of the
+            intrinsics given to ``forward``.
+        edge_dropout: drop pixels near depth discontinuities.
+        edge_prob: chance of dropping a pixel on a discontinuity.
+        edge_width: decay length in pixels of the dropout chance away from the edge
+            (``edge_prob * exp(-distance / edge_width)``, up to ``3 * edge_width`` pixels).
+        edge_threshold: depth jump in metres between neighbours that makes an edge; a
+            foreground pixel next to background (0) is always an edge.
+        grazing_dropout: drop pixels seen at grazing angles.
+        grazing_angle: angle in degrees between the surface normal and the line of sight
+            from which dropout starts; the chance grows linearly to 1 at 90 degrees.
+        random_dropout: drop pixels independently at random.
+        dropout_prob: chance of dropping each pixel.
+        range_limits: drop readings outside ``[min_depth, max_depth]``.
+        min_depth: nearest depth the sensor reports, metres.
+        max_depth: farthest depth the sensor reports, metres.
+        seed: seed of the generator used when ``forward`` gets none.
+    """
+
+    def __init__(
+        self,
+        axial_noise: bool = True,
+        axial_scale: float = 1.0,
+        quantize: bool = True,
+        baseline: float = 0.075,
+        disparity_step: float = 0.125,
+        focal_length: float | None = None,
+        edge_dropout: bool = True,
+        edge_prob: float = 0.8,
+        edge_width: float = 0.5,
+        edge_threshold: float = 0.1,
+        grazing_dropout: bool = True,
+        grazing_angle: float = 75.0,
+        random_dropout: bool = True,
+        dropout_prob: float = 0.005,
+        range_limits: bool = True,
+        min_depth: float = 0.4,
+        max_depth: float = 8.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not 0 <= grazing_angle < 90:
+            raise ValueError(f"grazing_angle must be in [0, 90) degrees, got {grazing_angle}")
+        if baseline <= 0 or disparity_step <= 0:
+            raise ValueError("baseline and disparity_step must be positive")
+        self.axial_noise, self.axial_scale = axial_noise, float(axial_scale)
+        self.quantize, self.baseline = quantize, float(baseline)
+        self.disparity_step, self.focal_length = float(disparity_step), focal_length
+        self.edge_dropout, self.edge_prob = edge_dropout, float(edge_prob)
+        self.edge_width, self.edge_threshold = float(edge_width), float(edge_threshold)
+        self.grazing_dropout, self.grazing_angle = grazing_dropout, float(grazing_angle)
+        self.random_dropout, self.dropout_prob = random_dropout, float(dropout_prob)
+        self.range_limits, self.min_depth, self.max_depth = range_limits, min_depth, max_depth
+        self.seed = int(seed)
+
+    def forward(
+        self,
+        depth: torch.Tensor,
+        intrinsics: torch.Tensor,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noisy depth ``(B, H, W)`` (0 where missing) and the ``valid`` mask ``(B, H, W)``.
+
+        Args:
+            depth: clean depth ``(B, H, W)`` in metres, 0 where there is no surface.
+            intrinsics: ``(B, 4)`` ``fx, fy, cx, cy`` in pixels.
+            generator: one generator for the batch, or one per frame (then each frame's
+                noise depends only on its own generator); ``None`` seeds one from ``seed``.
+        """
+        if depth.ndim != 3:
+            raise ValueError(f"depth must be B x H x W, got {tuple(depth.shape)}")
+        normal, uniform = self._draw(depth, generator)
+        valid = depth > 0
+        if self.range_limits:
+            valid &= (depth >= self.min_depth) & (depth <= self.max_depth)
+        keep = torch.ones_like(valid)
+        if self.edge_dropout:
+            keep &= uniform[0] >= self._edge_probability(depth, valid)
+        if self.grazing_dropout:
+            keep &= uniform[1] >= self._grazing_probability(depth, valid, intrinsics)
+        if self.random_dropout:
+            keep &= uniform[2] >= self.dropout_prob
+        out = depth
+        if self.axial_noise:
+            out = out + normal * kinect_axial_sigma(depth) * self.axial_scale
+        if self.quantize:
+            focal = intrinsics[:, 0, None, None] if self.focal_length is None else self.focal_length
+            fb = focal * self.baseline
+            disparity = fb / out.clamp_min(1e-6)
+            disparity = torch.round(disparity / self.disparity_step) * self.disparity_step
+            keep &= disparity > 0
+            out = fb / disparity.clamp_min(1e-12)
+        valid &= keep & (out > 0)
+        return torch.where(valid, out, torch.zeros_like(out)), valid
+
+    def _draw(
+        self, depth: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator] | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = depth.shape[1:]
+        kwargs = {"device": depth.device, "dtype": depth.dtype}
+        if generator is None:
+            generator = torch.Generator(device=depth.device).manual_seed(self.seed)
+        if isinstance(generator, torch.Generator):
+            normal = torch.randn(depth.shape, generator=generator, **kwargs)
+            return normal, torch.rand((3, *depth.shape), generator=generator, **kwargs)
+        if len(generator) != len(depth):
+            raise ValueError(f"got {len(generator)} generators for {len(depth)} frames")
+        draws = [
+            (
+                torch.randn(shape, generator=g, **kwargs),
+                torch.rand((3, *shape), generator=g, **kwargs),
+            )
+            for g in generator
+        ]
+        return torch.stack([n for n, _ in draws]), torch.stack([u for _, u in draws], 1)
+
+    def _edge_probability(self, depth: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Dropout chance from the distance (in pixels, chessboard) to a discontinuity."""
+        image = depth[:, None]
+        highest = F.max_pool2d(image, 3, stride=1, padding=1)
+        lowest = -F.max_pool2d(-image, 3, stride=1, padding=1)
+        jump = (highest - image > self.edge_threshold) | (image - lowest > self.edge_threshold)
+        edge = (jump | (lowest <= 0))[:, 0] & valid
+        prob = torch.where(edge, self.edge_prob, 0.0).to(depth.dtype)
+        reach = edge[:, None].to(depth.dtype)
+        for distance in range(1, math.ceil(3 * self.edge_width) + 1):
+            grown = F.max_pool2d(reach, 3, stride=1, padding=1)
+            chance = self.edge_prob * math.exp(-distance / self.edge_width)
+            prob = torch.where((grown > reach)[:, 0], chance, prob)
+            reach = grown
+        return torch.where(valid, prob, 0.0)
+
+    def _grazing_probability(
+        self, depth: torch.Tensor, valid: torch.Tensor, intrinsics: torch.Tensor
+    ) -> torch.Tensor:
+        """Dropout chance from the angle between the normal and the line of sight."""
+        height, width = depth.shape[1:]
+        fx, fy, cx, cy = (intrinsics[:, i, None, None] for i in range(4))
+        v = torch.arange(height, device=depth.device, dtype=depth.dtype)[:, None]
+        u = torch.arange(width, device=depth.device, dtype=depth.dtype)[None, :]
+        x, y = (u - cx) / fx * depth, (v - cy) / fy * depth
+        pad = F.pad(torch.stack([x, y, depth, valid.to(depth.dtype)], 1), (1, 1, 1, 1))
+        # Central differences along u and v of the back-projected points (x, y, z).
+        du = pad[:, :, 1:-1, 2:] - pad[:, :, 1:-1, :-2]
+        dv = pad[:, :, 2:, 1:-1] - pad[:, :, :-2, 1:-1]
+        (ux, uy, uz, _), (vx, vy, vz, _) = du.unbind(1), dv.unbind(1)
+        nx, ny, nz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
+        dot = (nx * x + ny * y + nz * depth).abs()
+        norms = ((nx * nx + ny * ny + nz * nz) * (x * x + y * y + depth * depth)).sqrt()
+        cos = (dot / norms.clamp_min(1e-20)).clamp(0, 1)
+        prob = (torch.rad2deg(torch.arccos(cos)) - self.grazing_angle) / (90.0 - self.grazing_angle)
+        # Normals need the four neighbours (across an occlusion edge they come out steep,
+        # so such pixels tend to drop too, as on the real sensor).
+        ok = pad[:, 3]
+        near = ok[:, 1:-1, 2:] * ok[:, 1:-1, :-2] * ok[:, 2:, 1:-1] * ok[:, :-2, 1:-1] > 0
+        return torch.where(valid & near, prob.clamp(0, 1), 0.0)
