@@ -7,7 +7,8 @@ from lightning_synth.datamodules.mixed import (
     MixedDomainSampler,
     to_format,
 )
-from lightning_synth.datamodules.real_digits import DigitFolder, SklearnDigits, TorchvisionDigits
+from lightning_synth.datamodules.digit_folder import DigitFolder
+from lightning_synth.datamodules.real_digits import SklearnDigits, TorchvisionDigits
 from lightning_synth.datamodules.sources import DomainSource
 
 __all__ = [

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from lightning_synth.datamodules.real_digits import DigitFolder, SklearnDigits, TorchvisionDigits
+from lightning_synth.datamodules import DigitFolder, SklearnDigits, TorchvisionDigits
 from PIL import Image
 
 STAGES = ("train", "val", "test")
