@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from lightning_synth.datamodules.sources import DomainSource
-
 from lightning_synth.batch import Stage
+from lightning_synth.datamodules.sources import DomainSource
 from lightning_synth.rendering.digits import RenderedDigits
 
 __all__ = ["RenderedDigitsSource"]

@@ -9,10 +9,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
-from lightning_synth.datamodules.sources import DomainSource
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
 
 from lightning_synth.batch import IGNORE_LABEL, REAL, RENDERED, Batch, Stage, make_sample
+from lightning_synth.datamodules.sources import DomainSource
 
 __all__ = [
     "MixedDomainDataModule",
