@@ -23,6 +23,9 @@ __all__ = [
     "JOINTS",
     "INTRINSICS",
     "VALID",
+    "REFERENCE",
+    "STYLE",
+    "NAME",
     "RENDERED",
     "REAL",
     "DOMAIN_NAMES",
@@ -39,6 +42,11 @@ DOMAIN: Final = "domain"
 JOINTS: Final = "joints"
 INTRINSICS: Final = "intrinsics"
 VALID: Final = "valid"
+#: Image optimisation: clean ``B x C x H x W`` images to measure against, style images
+#: (``S x C x H x W``), and the images' names (a list of ``str``, for output files).
+REFERENCE: Final = "reference"
+STYLE: Final = "style"
+NAME: Final = "name"
 
 RENDERED: Final = 0
 REAL: Final = 1

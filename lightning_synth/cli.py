@@ -180,12 +180,22 @@ USER_ERRORS = (FileNotFoundError, NotADirectoryError, ValueError)
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``lightning-synth`` and ``python -m lightning_synth``.
 
+    ``lightning-synth discrepancy --config X [--ckpt_path C]`` prints the proxy A-distance
+    between the two domains of a config (see :mod:`lightning_synth.discrepancy_cli`).
+
     Input errors (missing files, corrupt images, bad values) exit with status 2 and a
     one-line message; set ``LIGHTNING_SYNTH_DEBUG=1`` to see the traceback instead.
 
     Args:
         args: command-line arguments; the process's own when ``None``.
     """
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["discrepancy"]:
+        # `lightning-synth discrepancy --config ...`: measure the gap without training
+        from lightning_synth.discrepancy_cli import main as discrepancy
+
+        discrepancy(argv[1:])
+        return
     try:
         LightningSynthCLI(args=args)
     except USER_ERRORS as error:

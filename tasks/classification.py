@@ -6,7 +6,6 @@ from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from lightning_synth.tasks.base import StepOutput, SynthTask
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
@@ -14,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from lightning_synth.batch import DOMAIN, IGNORE_LABEL, IMAGE, LABEL, Batch, Stage
 from lightning_synth.callbacks import labelled_image_grid, log_image
 from lightning_synth.nn import DigitConvNet, feature_dim
+from lightning_synth.tasks.base import StepOutput, SynthTask
 
 __all__ = ["ImageClassifier", "masked_cross_entropy"]
 
@@ -87,7 +87,12 @@ class ImageClassifier(SynthTask):
     def configure_metrics(self) -> None:
         self.add_domain_metrics(
             MetricCollection(
-                {"acc": MulticlassAccuracy(self.hparams.num_classes, ignore_index=IGNORE_LABEL)}
+                {
+                    # micro: the share of images classified right (torchmetrics defaults to macro)
+                    "acc": MulticlassAccuracy(
+                        self.hparams.num_classes, average="micro", ignore_index=IGNORE_LABEL
+                    )
+                }
             )
         )
 

@@ -1,5 +1,7 @@
 """Callbacks and logging helpers for TensorBoard."""
 
+from lightning_synth.callbacks.bound_report import BoundReport
+from lightning_synth.callbacks.embedding_projector import EmbeddingProjector
 from lightning_synth.callbacks.image_grid import labelled_image_grid, log_image
 from lightning_synth.callbacks.predictions import PredictionWriter
 from lightning_synth.callbacks.run_status import FAILURE_FILE, FailureMarker
@@ -10,4 +12,6 @@ __all__ = [
     "PredictionWriter",
     "FailureMarker",
     "FAILURE_FILE",
+    "BoundReport",
+    "EmbeddingProjector",
 ]

@@ -1,1 +1,15 @@
-"""lightning_synth.metrics"""
+"""Measurements of the synthetic-to-real gap (plain functions, no Lightning)."""
+
+from lightning_synth.metrics.discrepancy import (
+    DEFAULT_CS,
+    BoundTerms,
+    bound_terms,
+    joint_error,
+    proxy_a_distance,
+)
+from lightning_synth.metrics.generative import DomainFeatures, GenerativeScores, gan_train_accuracy
+from lightning_synth.metrics.joints import JointAveragePrecision, joint_proposals
+
+__all__ = ["proxy_a_distance", "joint_error", "bound_terms", "BoundTerms", "DEFAULT_CS"]
+__all__ += ["DomainFeatures", "GenerativeScores", "gan_train_accuracy"]
+__all__ += ["JointAveragePrecision", "joint_proposals"]

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from lightning_synth.datamodules import DigitFolder, SklearnDigits, TorchvisionDigits
 from PIL import Image
+
+from lightning_synth.datamodules import DigitFolder, SklearnDigits, TorchvisionDigits
 
 STAGES = ("train", "val", "test")
 

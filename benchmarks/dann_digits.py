@@ -1,0 +1,396 @@
+"""Rendered digits -> MNIST: how much of the synthetic-to-real gap DANN closes.
+
+Three arms, the same network (the paper's MNIST ConvNet), batches and step budget,
+``--runs`` seeds each:
+
+* ``source_only``: ``DANN`` with ``adaptation_weight=0`` on the same mixed batches (half
+  rendered with labels, half real without) -- the baseline DANN must beat;
+* ``dann``: the same with the gradient reversal on;
+* ``train_on_real``: ``adaptation_weight=0`` on labelled real images only -- the upper bound.
+
+Real images follow the protocol of ``shared/data/README.md``: MNIST test images 0-4999 are
+the unlabelled adaptation pool (and the labelled pool of ``train_on_real``), 5000-9999 the
+evaluation set, used for nothing else. No model selection: each run is scored once, at its
+last step. The gap closed is ``(dann - source_only) / (train_on_real - source_only)`` on
+the mean real accuracies. Test-time ``test/pad`` and the bound's terms are reported too.
+
+Rendered digits are made once per invocation (20,000 training images, 28 x 28 gray) and,
+with ``--style mnist`` (the default), restyled like MNIST: light strokes on black, each
+image stretched from its background level to its brightest pixel (:func:`mnist_style`).
+The defaults are the paper's optimisation (SGD, momentum 0.9, ``mu0 = 0.01`` annealed,
+lambda schedule with gamma 10) with 1,500 steps of 128; ``--jobs 2`` runs two single-thread
+runs at a time on a 2-core machine. Other switches (``--optimizer``, ``--adaptation-weight``,
+``--domain-hidden``, ``--batch-norm``, ``--grl-at``, ``--elastic``, ``--style raw``) are
+the knobs tried while tuning; see README.
+
+    python benchmarks/dann_digits.py --data-dir ../shared/data/mnist-test --runs 3 \\
+        --json-out dann_digits.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import statistics
+import tempfile
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Callback, Trainer, seed_everything
+from torch.utils.data import Dataset
+
+from lightning_synth.datamodules import MixedDomainDataModule, TorchvisionDigits
+from lightning_synth.datamodules.sources import DomainSource
+from lightning_synth.nn import DomainClassifier, GaninDigitNet, MLPHead
+from lightning_synth.rendering.digits import RenderedDigits
+from lightning_synth.tasks import DANN
+
+ARMS = ("source_only", "dann", "train_on_real")
+_MNIST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def mnist_style(images: torch.Tensor) -> torch.Tensor:
+    """Light strokes on a black background, as in MNIST: invert dark-on-light images (the
+    border is brighter than the middle) and stretch each image from its background level
+    (border median) to its brightest pixel."""
+    border = torch.cat(
+        [images[..., 0, :], images[..., -1, :], images[..., :, 0], images[..., :, -1]], dim=-1
+    ).flatten(1)
+    middle = images[..., 8:-8, 8:-8].flatten(1)
+    dark_on_light = border.median(1).values > middle.mean(1)
+    images = torch.where(dark_on_light[:, None, None, None], 1 - images, images)
+    background = torch.cat(
+        [images[..., 0, :], images[..., -1, :], images[..., :, 0], images[..., :, -1]], dim=-1
+    ).flatten(1)
+    low = background.median(1).values[:, None, None, None]
+    high = images.flatten(1).amax(1)[:, None, None, None]
+    return ((images - low) / (high - low).clamp(min=0.05)).clamp(0, 1)
+
+
+def elastic(images: torch.Tensor, alpha: float, sigma: float, seed: int) -> torch.Tensor:
+    """Simard et al.'s (2003) elastic distortion: a smooth random displacement field
+    (uniform noise blurred by a Gaussian of ``sigma`` px, scaled to ``alpha`` px)."""
+    from torchvision.transforms.functional import gaussian_blur
+
+    n, _, h, w = images.shape
+    generator = torch.Generator().manual_seed(seed)
+    field = torch.rand(n, 2, h, w, generator=generator) * 2 - 1
+    size = 2 * round(3 * sigma) + 1
+    field = gaussian_blur(field, [size, size], [sigma, sigma])
+    field = field / field.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-6)
+    identity = torch.eye(2, 3).expand(n, 2, 3)
+    grid = torch.nn.functional.affine_grid(identity, list(images.shape), align_corners=False)
+    grid = grid + field.permute(0, 2, 3, 1) * (2 * alpha / torch.tensor([w, h]))
+    return torch.nn.functional.grid_sample(images, grid, align_corners=False).clamp(0, 1)
+
+
+class _Tensors(Dataset):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.images[index], int(self.labels[index])
+
+
+class PrerenderedDigits(DomainSource):
+    """``RenderedDigits`` rendered once into memory (the benchmark times training, not
+    rendering), optionally restyled like MNIST.
+
+    Args:
+        train_length: rendered training images.
+        test_length: rendered validation/test images.
+        style: ``raw`` (the renderer's gray images) or ``mnist`` (see :func:`mnist_style`).
+        neighbor_prob: chance of cut-off neighbouring digits at each side.
+        max_noise: largest pixel-noise standard deviation.
+    """
+
+    def __init__(
+        self,
+        train_length: int,
+        test_length: int,
+        style: str,
+        neighbor_prob: float,
+        max_noise: float,
+        elastic_alpha: float = 0.0,
+    ) -> None:
+        self._data = {}
+        for stage, length, seed in (("train", train_length, 0), ("test", test_length, 7)):
+            renderer = RenderedDigits(
+                length=length,
+                image_size=28,
+                channels=1,
+                seed=seed,
+                neighbor_prob=neighbor_prob,
+                max_noise=max_noise,
+            )
+            images = torch.stack([renderer[i][0] for i in range(length)])
+            labels = torch.arange(length) % 10
+            if style == "mnist":
+                images = mnist_style(images)
+            if elastic_alpha > 0 and stage == "train":
+                images = elastic(images, elastic_alpha, 3.0, seed=seed)
+            self._data[stage] = _Tensors(images, labels)
+        self._data["val"] = self._data["test"]
+
+    def dataset(self, stage: str) -> Dataset:
+        return self._data[stage]
+
+
+def mnist_source(data_dir: Path, root: Path) -> TorchvisionDigits:
+    """The MNIST-test protocol: train (the adaptation pool) 0-4999, test 5000-9999."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in _MNIST_FILES:
+        if not (data_dir / name).is_file():
+            raise FileNotFoundError(f"{data_dir / name} not found; pass --data-dir")
+        if not (raw / name).exists():
+            (raw / name).symlink_to((data_dir / name).resolve())
+    return TorchvisionDigits(
+        name="MNIST",
+        root=str(root),
+        train_split="test",
+        train_range=(0, 5000),
+        val_fraction=0.0,
+        test_split="test",
+        test_range=(5000, 10000),
+    )
+
+
+class _Progress(Callback):
+    """Prints the step and the seconds per step now and then (runs share a busy machine)."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.began = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step % self.every == 0:
+            elapsed = time.perf_counter() - self.began
+            metrics = trainer.callback_metrics
+            shown = ", ".join(
+                f"{name.split('/')[1]} {float(metrics[name]):.3f}"
+                for name in ("train/label_loss", "train/domain_acc", "train/grl_lambda")
+                if name in metrics
+            )
+            print(f"  step {step}: {1000 * elapsed / step:.0f} ms/step; {shown}", flush=True)
+
+
+def run_arm(
+    arm: str, seed: int, rendered: DomainSource, real: DomainSource, args: argparse.Namespace
+) -> dict:
+    seed_everything(seed, workers=True)
+    datamodule = MixedDomainDataModule(
+        rendered,
+        real,
+        image_size=28,
+        channels=1,
+        batch_size=args.batch_size,
+        real_fraction=1.0 if arm == "train_on_real" else args.real_fraction,
+        hide_real_labels=arm != "train_on_real",
+        num_workers=0,
+        seed=seed,
+    )
+    hidden = tuple(int(w) for w in args.domain_hidden.split(",") if w)
+    extractor = GaninDigitNet(1, batch_norm=args.batch_norm, dropout=args.dropout)
+    classifier = None
+    if args.grl_at == "hidden":  # the same network, the reversal after its 100-unit layers
+        extractor = torch.nn.Sequential(
+            extractor, MLPHead(None, 100, hidden=(100,)), torch.nn.ReLU(inplace=True)
+        )
+        classifier = torch.nn.Linear(100, 10)
+    model = DANN(
+        feature_extractor=extractor,
+        classifier=classifier,
+        domain_classifier=DomainClassifier(None, hidden=hidden),
+        num_classes=10,
+        in_channels=1,
+        image_size=28,
+        adaptation_weight=args.adaptation_weight if arm == "dann" else 0.0,
+        grl_gamma=args.grl_gamma,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        scheduler=args.scheduler,
+        weight_decay=args.weight_decay,
+        pad_samples=args.pad_samples,
+        log_images=False,
+    )
+    trainer = Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=args.steps,
+        max_epochs=-1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=False,
+        callbacks=[_Progress(max(1, args.steps // 5))],
+    )
+    began = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule)
+    train_s = time.perf_counter() - began
+    metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    wall_s = time.perf_counter() - began
+    result = {"arm": arm, "seed": seed, "train_s": train_s, "wall_s": wall_s}
+    result.update({key: float(value) for key, value in metrics.items()})
+    return result
+
+
+_SHARED: dict = {}
+
+
+def _run_task(task: tuple[str, int]) -> dict:
+    torch.set_num_threads(_SHARED["args"].threads)
+    return run_arm(*task, _SHARED["rendered"], _SHARED["real"], _SHARED["args"])
+
+
+def _announce(result: dict) -> dict:
+    print(
+        f"{result['arm']} seed {result['seed']}: real acc {100 * result['test/real_acc']:.2f} %, "
+        f"rendered acc {100 * result.get('test/rendered_acc', float('nan')):.2f} %, "
+        f"pad {result.get('test/pad', float('nan')):.2f}, {result['wall_s']:.0f} s",
+        flush=True,
+    )
+    return result
+
+
+def summarise(results: list[dict]) -> dict:
+    summary = {}
+    for arm in ARMS:
+        rows = [r for r in results if r["arm"] == arm]
+        if not rows:
+            continue
+        acc = [r["test/real_acc"] for r in rows]
+        summary[arm] = {
+            "real_acc_mean": statistics.mean(acc),
+            "real_acc_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+            "real_acc": acc,
+            "wall_s_mean": statistics.mean(r["wall_s"] for r in rows),
+            **{
+                key: statistics.mean(r[key] for r in rows)
+                for key in ("test/rendered_acc", "test/pad", "test/pad_pixels", "test/bound")
+                if all(key in r for r in rows)
+            },
+        }
+    if all(arm in summary for arm in ARMS):
+        so, da, tr = (summary[arm]["real_acc_mean"] for arm in ARMS)
+        summary["gap_closed"] = (da - so) / (tr - so) if tr != so else float("nan")
+        seeds = {r["seed"] for r in results}
+        per_seed = {
+            s: {r["arm"]: r["test/real_acc"] for r in results if r["seed"] == s} for s in seeds
+        }
+        summary["dann_never_below_source_only"] = all(
+            v["dann"] >= v["source_only"] for v in per_seed.values() if len(v) == 3
+        )
+    return summary
+
+
+def print_table(summary: dict, args: argparse.Namespace) -> None:
+    print(
+        f"\nRendered digits -> MNIST (test 5000-9999), {args.steps} steps of {args.batch_size}, "
+        f"{args.runs} runs, {os.cpu_count()}-core CPU, {torch.get_num_threads()} threads"
+    )
+    print("| arm | real accuracy (mean ± std) | rendered acc | PAD features | wall time / run |")
+    print("|---|---:|---:|---:|---:|")
+    for arm in ARMS:
+        if arm not in summary:
+            continue
+        s = summary[arm]
+        print(
+            f"| {arm} | {100 * s['real_acc_mean']:.1f} ± {100 * s['real_acc_std']:.1f} % | "
+            f"{100 * s.get('test/rendered_acc', float('nan')):.1f} % | "
+            f"{s.get('test/pad', float('nan')):.2f} | {s['wall_s_mean']:.0f} s |"
+        )
+    if "gap_closed" in summary:
+        print(
+            f"gap closed: {100 * summary['gap_closed']:.0f} %; DANN never below source-only: "
+            f"{summary['dann_never_below_source_only']}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", type=Path, required=True, help="folder with MNIST t10k files")
+    parser.add_argument("--runs", type=int, default=3, help="seeds per arm")
+    parser.add_argument("--steps", type=int, default=1500, help="optimizer steps per run")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms to run")
+    parser.add_argument("--style", choices=("raw", "mnist"), default="mnist")
+    parser.add_argument("--neighbor-prob", type=float, default=0.0)
+    parser.add_argument("--max-noise", type=float, default=0.05)
+    parser.add_argument("--elastic", type=float, default=0.0, help="elastic distortion, px")
+    parser.add_argument("--rendered-train", type=int, default=20000)
+    parser.add_argument("--real-fraction", type=float, default=0.5)
+    parser.add_argument("--adaptation-weight", type=float, default=1.0)
+    parser.add_argument("--grl-gamma", type=float, default=10.0)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--optimizer", default="sgd")
+    parser.add_argument("--scheduler", default="dann")
+    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--pad-samples", type=int, default=500)
+    parser.add_argument("--domain-hidden", default="100", help="domain classifier widths")
+    parser.add_argument("--grl-at", choices=("conv", "hidden"), default="conv")
+    parser.add_argument("--batch-norm", action="store_true", help="BN in the feature extractor")
+    parser.add_argument("--dropout", type=float, default=0.0, help="dropout on the features")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (processes)")
+    parser.add_argument("--json-out", default=None)
+    args = parser.parse_args()
+
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*sync_dist.*")
+    torch.set_num_threads(args.threads)
+    began = time.perf_counter()
+    rendered = PrerenderedDigits(
+        args.rendered_train, 1000, args.style, args.neighbor_prob, args.max_noise, args.elastic
+    )
+    render_s = time.perf_counter() - began
+    print(f"rendered {args.rendered_train + 1000} images in {render_s:.0f} s", flush=True)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        real = mnist_source(args.data_dir, Path(tmp))
+        _SHARED.update(rendered=rendered, real=real, args=args)
+        tasks = [(arm, seed) for seed in range(args.runs) for arm in args.arms.split(",")]
+        if args.jobs > 1:  # forked workers share the rendered images with this process
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+                outcomes = pool.map(_run_task, tasks)
+                for result in outcomes:
+                    results.append(_announce(result))
+        else:
+            results = [_announce(_run_task(task)) for task in tasks]
+    summary = summarise(results)
+    print_table(summary, args)
+    if args.json_out:
+        with open(args.json_out, "w") as handle:
+            json.dump(
+                {
+                    "benchmark": "dann_digits",
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "machine": platform.platform(),
+                    "processor": platform.processor(),
+                    "cpu_count": os.cpu_count(),
+                    "torch": torch.__version__,
+                    "render_s": render_s,
+                    "results": results,
+                    "summary": summary,
+                },
+                handle,
+                indent=2,
+            )
+        print(f"wrote {args.json_out}")
+
+
+if __name__ == "__main__":
+    main()

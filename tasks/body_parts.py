@@ -1,0 +1,391 @@
+"""``BodyPartClassifier``: Kinect-style per-pixel body-part labelling of depth images.
+
+Shotton et al. (CVPR 2011) label every pixel of a person in a depth image with one of 31
+body parts, using a classifier trained only on rendered depth maps, and turn the parts
+into 3-D joints by mean shift. This task trains the per-pixel classifier (background
+pixels, label -1, are ignored), reports pixel accuracy, mean per-class accuracy (the
+paper's metric) and mean IoU per domain, and, on validation and test, the joint average
+precision of the mean-shift proposals (``val/joint_map``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+
+from lightning_synth.batch import (
+    DOMAIN,
+    DOMAIN_NAMES,
+    IGNORE_LABEL,
+    IMAGE,
+    INTRINSICS,
+    JOINTS,
+    LABEL,
+    Batch,
+    Stage,
+)
+from lightning_synth.callbacks import log_image
+from lightning_synth.metrics.joints import (
+    JointAveragePrecision,
+    joint_proposals,
+    joint_visibility,
+)
+from lightning_synth.nn.depth_features import DepthComparisonFeatures
+from lightning_synth.nn.segmentation import DepthFCN, PixelClassifier
+from lightning_synth.rendering.body import PART_NAMES, colorize_parts
+from lightning_synth.tasks.base import StepOutput, SynthTask
+from lightning_synth.tasks.classification import masked_cross_entropy
+
+__all__ = ["BodyPartClassifier", "part_map_grid"]
+
+
+def part_map_grid(
+    depth: torch.Tensor,
+    labels: torch.Tensor,
+    preds: torch.Tensor,
+    domains: torch.Tensor,
+    max_frames: int = 4,
+    min_width: int = 160,
+) -> torch.Tensor:
+    """One row per frame: depth (near = bright), true parts, predicted parts; ``3 x H x W`` uint8.
+
+    Parts use the fixed 31-colour :data:`~lightning_synth.rendering.body.PART_PALETTE`, so
+    a colour means the same part in every picture; predictions are drawn on the pixels
+    with a depth reading only.
+
+    Args:
+        depth: ``B x 1 x H x W`` metres, 0 = no reading.
+        labels: ``B x H x W`` true parts, -1 for background or unknown.
+        preds: ``B x H x W`` predicted parts.
+        domains: ``B`` domain codes (written on each row).
+        max_frames: at most this many rows.
+        min_width: frames narrower than this are enlarged (nearest neighbour).
+    """
+    count = min(max_frames, depth.shape[0])
+    d = depth[:count, 0].detach().float().cpu()
+    foreground = d > 0
+    far = torch.where(foreground, d, -torch.inf).flatten(1).amax(1)[:, None, None]
+    near = torch.where(foreground, d, torch.inf).flatten(1).amin(1)[:, None, None]
+    shade = 1 - 0.75 * (d - near) / (far - near).clamp_min(1e-3)
+    grey = (torch.where(foreground, shade, 0.0) * 255).round().to(torch.uint8)
+    tiles = [
+        grey[..., None].expand(-1, -1, -1, 3),
+        colorize_parts(labels[:count].detach().cpu()),
+        colorize_parts(torch.where(foreground, preds[:count].detach().cpu(), IGNORE_LABEL)),
+    ]
+    gap = torch.full((count, d.shape[1], 2, 3), 255, dtype=torch.uint8)
+    rows = torch.cat([tiles[0], gap, tiles[1], gap, tiles[2]], dim=2)  # B x H x W' x 3
+    factor = max(1, -(-min_width // d.shape[2]))
+    rows = rows.repeat_interleave(factor, 1).repeat_interleave(factor, 2)
+    height, width = rows.shape[1:3]
+    header, font = 12, ImageFont.load_default()
+    canvas = Image.new("RGB", (width, header + count * (height + 2)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    column = (width - 4) // 3
+    for index, title in enumerate(("depth", "true parts", "predicted parts")):
+        draw.text((index * (column + 2) + 2, 0), title, fill=(0, 0, 0), font=font)
+    for row in range(count):
+        top = header + row * (height + 2)
+        canvas.paste(Image.fromarray(rows[row].numpy()), (0, top))
+        name = DOMAIN_NAMES.get(int(domains[row]), "?")
+        draw.text((3, top + 1), name, fill=(255, 255, 0), font=font)
+    return torch.from_numpy(np.array(canvas)).permute(2, 0, 1)
+
+
+class BodyPartClassifier(SynthTask):
+    """Label every depth pixel with one of 31 body parts; propose 3-D joints from the parts.
+
+    Two backbones, chosen by ``backbone`` or injected as ``feature_extractor``:
+    ``depth_features`` (Shotton's depth-comparison features,
+    :class:`~lightning_synth.nn.DepthComparisonFeatures`, then a per-pixel MLP: the
+    paper's decision forest replaced by a differentiable head) and ``fcn`` (a small
+    encoder-decoder, :class:`~lightning_synth.nn.DepthFCN`). ``classifier`` maps the
+    ``B x D x H x W`` features to ``B x 31 x H x W`` logits (default
+    :class:`~lightning_synth.nn.PixelClassifier`).
+
+    Logs ``{stage}/loss``, per domain ``{stage}/{domain}_acc`` (pixel accuracy),
+    ``_class_acc`` (mean per-class accuracy) and ``_iou`` (mean IoU) over labelled
+    pixels, ``val/joint_map`` and ``test/joint_map`` (joint average precision at
+    ``joint_threshold`` metres over the first ``joint_frames`` frames with known joints of
+    each process), and a picture of depth, true and predicted parts to TensorBoard. The
+    best checkpoint is chosen by ``val/rendered_class_acc``, which needs no real label.
+
+    Args:
+        feature_extractor: depth ``B x 1 x H x W`` -> features ``B x D x H x W``; default
+            set by ``backbone``.
+        classifier: features -> ``B x num_classes x H x W`` logits; default a
+            :class:`~lightning_synth.nn.PixelClassifier` with ``hidden`` layers.
+        backbone: default feature extractor: ``depth_features`` or ``fcn``.
+        num_classes: number of body parts.
+        hidden: hidden layer widths of the default classifier.
+        foreground_only: classify only pixels with a depth reading (much faster) when the
+            classifier acts per pixel (``PixelClassifier``); the depth features are then
+            computed on those pixels only too. Background logits are 0.
+        lr: learning rate.
+        weight_decay: weight decay.
+        optimizer: ``adam``, ``adamw`` or ``sgd`` (momentum 0.9).
+        scheduler: ``none`` or ``cosine`` (over the whole run).
+        joint_frames: frames per process and epoch whose joints are proposed and scored
+            (0 turns the joint metric off; so does a ``num_classes`` other than 31).
+        joint_threshold: largest distance in metres of a correct joint (the paper: 0.1).
+        bandwidth: mean-shift kernel width in metres.
+        probability_threshold: pixels vote for a joint only above this part probability.
+        push_back: metres from the surface mode back to the joint, along the view ray.
+        log_images: draw depth, true and predicted parts of a validation batch each epoch.
+    """
+
+    monitor: ClassVar[str] = "val/rendered_class_acc"
+    mode: ClassVar[Literal["min", "max"]] = "max"
+
+    def __init__(
+        self,
+        feature_extractor: nn.Module | None = None,
+        classifier: nn.Module | None = None,
+        backbone: Literal["depth_features", "fcn"] = "depth_features",
+        num_classes: int = len(PART_NAMES),
+        hidden: Sequence[int] = (128,),
+        foreground_only: bool = True,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        optimizer: Literal["adam", "adamw", "sgd"] = "adam",
+        scheduler: Literal["none", "cosine"] = "none",
+        joint_frames: int = 64,
+        joint_threshold: float = 0.1,
+        bandwidth: float = 0.065,
+        probability_threshold: float = 0.14,
+        push_back: float = 0.039,
+        log_images: bool = True,
+    ) -> None:
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        if joint_frames < 0:
+            raise ValueError(f"joint_frames must be >= 0, got {joint_frames}")
+        super().__init__(
+            networks={"feature_extractor": feature_extractor, "classifier": classifier}
+        )
+
+    # -- hooks of SynthTask -------------------------------------------------------------
+    def configure_models(
+        self, feature_extractor: nn.Module | None = None, classifier: nn.Module | None = None
+    ) -> None:
+        hparams = self.hparams
+        if feature_extractor is None:
+            if hparams.backbone == "fcn":
+                feature_extractor = DepthFCN()
+            else:
+                feature_extractor = DepthComparisonFeatures()
+        self.feature_extractor = feature_extractor
+        if classifier is None:
+            classifier = PixelClassifier(
+                _channels(feature_extractor), hparams.num_classes, hidden=hparams.hidden
+            )
+        self.classifier = classifier
+
+    def configure_metrics(self) -> None:
+        k = self.hparams.num_classes
+        # Predictions are class indices and labels come checked from the DataModule: skip
+        # torchmetrics' per-update validation (a sort of every pixel, a quarter of a step).
+        options = {"ignore_index": IGNORE_LABEL, "validate_args": False}
+        self.add_domain_metrics(
+            MetricCollection(
+                {
+                    "acc": MulticlassAccuracy(k, average="micro", **options),
+                    "class_acc": MulticlassAccuracy(k, average="macro", **options),
+                    "iou": MulticlassJaccardIndex(k, **options),
+                }
+            )
+        )
+        threshold = self.hparams.joint_threshold
+        self.joint_ap = nn.ModuleDict(
+            {stage: JointAveragePrecision(threshold) for stage in ("val", "test")}
+        )
+        self._joint_frames_seen = {"val": 0, "test": 0}
+
+    # -- the network -----------------------------------------------------------------------
+    def _sparse(self) -> bool:
+        return bool(self.hparams.foreground_only and getattr(self.classifier, "pointwise", False))
+
+    def scores(self, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Part logits of the pixels that get classified, and where they are.
+
+        Returns ``(B x K x H x W logits, None)``, or with ``foreground_only`` (when the
+        classifier acts per pixel) ``(N x K logits, N flat indices into B * H * W)`` of the
+        foreground pixels only. Extractors that can (depth features) compute only those
+        pixels' features too.
+
+        Args:
+            depth: ``B x 1 x H x W`` metres, 0 = no reading.
+        """
+        if not self._sparse():
+            return self.classifier(self.feature_extractor(depth)), None
+        if getattr(self.feature_extractor, "sparse", False):
+            features, index = self.feature_extractor.foreground_features(depth)
+        else:
+            index = (depth.flatten() > 0).nonzero()[:, 0]
+            maps = self.feature_extractor(depth)
+            features = maps.movedim(1, -1).reshape(-1, maps.shape[1])[index]
+        return self.classifier(features), index
+
+    def forward(self, depth: torch.Tensor) -> torch.Tensor:
+        """``B x num_classes x H x W`` part logits of depth images ``B x 1 x H x W`` (metres)."""
+        scores, index = self.scores(depth)
+        return scores if index is None else _scatter(scores, index, depth.shape)
+
+    @torch.no_grad()
+    def predict_parts(self, depth: torch.Tensor) -> torch.Tensor:
+        """``B x H x W`` most likely part of every pixel (part 0 where there is no depth
+        reading and only the foreground is classified); the fast path for inference.
+
+        Args:
+            depth: ``B x 1 x H x W`` metres, 0 = no reading.
+        """
+        scores, index = self.scores(depth)
+        if index is None:
+            return scores.argmax(dim=1)
+        batch, _, height, width = depth.shape
+        parts = torch.zeros(batch * height * width, dtype=torch.long, device=depth.device)
+        return parts.index_copy(0, index, scores.argmax(dim=1)).view(batch, height, width)
+
+    def propose_joints(
+        self, logits: torch.Tensor, depth: torch.Tensor, intrinsics: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Joint proposals ``B x J x 3`` (metres, camera frame) and confidences ``B x J``.
+
+        Args:
+            logits: ``B x K x H x W`` part logits.
+            depth: ``B x 1 x H x W`` metres.
+            intrinsics: ``B x 4``: ``fx, fy, cx, cy``.
+        """
+        hparams = self.hparams
+        return joint_proposals(
+            logits.float().softmax(dim=1),
+            depth,
+            intrinsics,
+            bandwidth=hparams.bandwidth,
+            threshold=hparams.probability_threshold,
+            push_back=hparams.push_back,
+        )
+
+    # -- the step ------------------------------------------------------------------------------
+    def shared_step(self, batch: Batch, stage: Stage) -> StepOutput:
+        images, labels, domains = batch[IMAGE], batch[LABEL], batch[DOMAIN]
+        scores, index = self.scores(images)
+        if index is None:
+            loss = masked_cross_entropy(scores, labels)
+            preds = scores.detach().argmax(dim=1)
+        else:
+            # Only foreground pixels were classified; background ones predict part 0.
+            loss = masked_cross_entropy(scores, labels.flatten()[index])
+            preds = torch.zeros_like(labels).flatten()
+            preds = preds.index_copy(0, index, scores.detach().argmax(dim=1)).view_as(labels)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            prog_bar=True,
+            batch_size=len(domains),
+            sync_dist=stage != "train",
+        )
+        self.log_domain_metrics(stage, preds, labels, domains)
+        if stage != "train":
+            self._update_joints(stage, scores.detach(), index, batch)
+        return {"loss": loss, "preds": preds}
+
+    def _with_joints(self, batch: Batch) -> bool:
+        """Joints come from Shotton's 31 parts, and need the camera intrinsics."""
+        return self.hparams.num_classes == len(PART_NAMES) and INTRINSICS in batch
+
+    def _update_joints(
+        self, stage: Stage, scores: torch.Tensor, index: torch.Tensor | None, batch: Batch
+    ) -> None:
+        room = self.hparams.joint_frames - self._joint_frames_seen[stage]
+        if room <= 0 or not self._with_joints(batch) or JOINTS not in batch:
+            return
+        known = torch.isfinite(batch[JOINTS]).all(dim=-1).any(dim=-1)
+        chosen = known.nonzero()[:room, 0]
+        if not len(chosen):
+            return
+        self._joint_frames_seen[stage] += len(chosen)
+        logits = scores if index is None else _scatter(scores, index, batch[IMAGE].shape)
+        positions, confidence = self.propose_joints(
+            logits[chosen], batch[IMAGE][chosen], batch[INTRINSICS][chosen]
+        )
+        labels = batch[LABEL][chosen]
+        visible = joint_visibility(labels)
+        # Frames without any label (hidden, or a real folder without labels): every known
+        # joint counts as visible.
+        visible |= ~(labels != IGNORE_LABEL).flatten(1).any(1, keepdim=True)
+        self.joint_ap[stage].update(positions, confidence, batch[JOINTS][chosen], visible)
+
+    def _log_joint_map(self, stage: Stage) -> None:
+        metric = self.joint_ap[stage]
+        value = metric.compute()  # syncs over processes; every process gets the same value
+        if not bool(value.isnan()):  # so every process takes the same branch
+            self.log(f"{stage}/joint_map", value, sync_dist=True)
+        metric.reset()
+        self._joint_frames_seen[stage] = 0
+
+    def on_validation_epoch_start(self) -> None:
+        self._joint_frames_seen["val"] = 0
+
+    def on_test_epoch_start(self) -> None:
+        self._joint_frames_seen["test"] = 0
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        if self.hparams.joint_frames:
+            self._log_joint_map("val")
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        if self.hparams.joint_frames:
+            self._log_joint_map("test")
+
+    def on_validation_batch_end(
+        self, outputs: Any, batch: Batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if batch_idx != 0 or not self.hparams.log_images or self.trainer.sanity_checking:
+            return
+        if not self.trainer.is_global_zero:
+            return
+        grid = part_map_grid(batch[IMAGE], batch[LABEL], outputs["preds"], batch[DOMAIN])
+        log_image(self.loggers, "val/parts", grid, self.global_step)
+
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> Batch:
+        logits = self(batch[IMAGE])
+        out = {"parts": logits.argmax(dim=1), LABEL: batch[LABEL], DOMAIN: batch[DOMAIN]}
+        if self._with_joints(batch):
+            out[JOINTS], out["joint_confidence"] = self.propose_joints(
+                logits, batch[IMAGE], batch[INTRINSICS]
+            )
+        return out
+
+
+def _scatter(scores: torch.Tensor, index: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``B x K x H x W`` logits from the ``N x K`` logits of the pixels ``index`` (others 0)."""
+    batch, _, height, width = shape
+    logits = scores.new_zeros(batch * height * width, scores.shape[1])
+    logits = logits.index_copy(0, index, scores)
+    return logits.view(batch, height, width, -1).permute(0, 3, 1, 2)
+
+
+def _channels(network: nn.Module) -> int:
+    """Channels of ``network``'s output: its ``out_features``, else one dummy pass."""
+    declared = getattr(network, "out_features", None)
+    if isinstance(declared, int):
+        return declared
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            probe = torch.zeros(1, 1, 32, 32)
+            probe[..., 8:24, 12:20] = 2.5
+            return int(network(probe).shape[1])
+    finally:
+        network.train(was_training)

@@ -1,0 +1,154 @@
+"""Total variation and the Chambolle-Pock TV denoiser: values, gradients, skimage agreement."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_synth.nn.total_variation import (
+    ChambollePockTV,
+    TotalVariation,
+    divergence,
+    gap_to_rms,
+    image_gradient,
+    rof_objective,
+    total_variation,
+    tv_denoise,
+)
+
+
+def _noisy(size: int = 40, channels: int = 1, sigma: float = 0.1, seed: int = 0):
+    """A piecewise-constant image with a diagonal edge, and a noisy copy."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.arange(size).view(-1, 1)
+    cols = torch.arange(size).view(1, -1)
+    clean = torch.where(rows + cols < size, 0.25, 0.75).float()
+    clean = clean.expand(1, channels, size, size).clone()
+    clean[:, :, size // 4 : size // 2, size // 4 : size // 2] = 0.5
+    noisy = clean + sigma * torch.randn(clean.shape, generator=generator)
+    return clean, noisy
+
+
+def test_tv_of_a_known_image() -> None:
+    # One step up at the top-left pixel, in both directions.
+    image = torch.tensor([[0.0, 1.0], [1.0, 1.0]]).view(1, 1, 2, 2)
+    assert total_variation(image, "anisotropic").item() == pytest.approx(2.0)
+    assert total_variation(image, "isotropic").item() == pytest.approx(math.sqrt(2))
+    two = image.expand(1, 2, 2, 2)
+    # Channels apart: twice sqrt(2); coupled: the length over both channels, sqrt(4).
+    assert total_variation(two, "isotropic").item() == pytest.approx(2 * math.sqrt(2))
+    assert total_variation(two, "isotropic", coupled_channels=True).item() == pytest.approx(2.0)
+    # One value per image of a batch.
+    batch = torch.stack([image[0], 2 * image[0]])
+    assert total_variation(batch, "anisotropic").tolist() == pytest.approx([2.0, 4.0])
+
+
+def test_divergence_is_the_negative_adjoint_of_the_gradient() -> None:
+    x = torch.randn(2, 3, 7, 5, dtype=torch.float64)
+    p = torch.randn(2, 3, 2, 7, 5, dtype=torch.float64)
+    assert float((image_gradient(x) * p).sum()) == pytest.approx(-float((x * divergence(p)).sum()))
+
+
+def test_tv_gradients_are_finite_on_flat_images() -> None:
+    flat = torch.full((1, 3, 8, 8), 0.5, requires_grad=True)
+    total_variation(flat).backward()  # exact TV: |g| at g = 0
+    assert torch.isfinite(flat.grad).all() and flat.grad.abs().max() == 0
+    loss = TotalVariation(smoothing=1e-3)
+    step = torch.zeros(1, 1, 8, 8)
+    step[..., 4:] = 1.0
+    step.requires_grad_(True)
+    value = loss(step)
+    value.backward()
+    # One unit jump per row over 64 pixels, minus the smoothing.
+    assert float(value.detach()) == pytest.approx(8 / 64, rel=1e-2)
+    assert torch.isfinite(step.grad).all() and step.grad.abs().sum() > 0
+
+
+def test_denoising_matches_scikit_image_at_the_same_weight() -> None:
+    skimage_restoration = pytest.importorskip("skimage.restoration")
+    _, gray = _noisy(32, 1)
+    _, colour = _noisy(24, 3, seed=1)
+    for noisy, channel_axis in ((gray, None), (colour, -1)):
+        ours = tv_denoise(noisy.double(), weight=0.1, tol=1e-5, max_iter=5000)[0]
+        image = noisy[0].permute(1, 2, 0).numpy().astype(np.float64)
+        image = image[..., 0] if channel_axis is None else image
+        theirs = skimage_restoration.denoise_tv_chambolle(
+            image, weight=0.1, eps=1e-12, max_num_iter=20000, channel_axis=channel_axis
+        )
+        theirs = torch.from_numpy(np.asarray(theirs)).reshape(ours.permute(1, 2, 0).shape)
+        rms = float((ours.permute(1, 2, 0) - theirs).square().mean().sqrt())
+        assert rms < 1e-3, f"our solution is {rms:.2e} RMS from scikit-image's"
+
+
+def test_objective_falls_and_the_certificate_holds() -> None:
+    clean, noisy = _noisy(40, 3)
+    exact = tv_denoise(noisy.double(), weight=0.1, tol=1e-6, max_iter=5000).float()
+    x = noisy.clone()
+    optimizer = ChambollePockTV([x], weight=0.1)
+    objectives, bounds = [float(rof_objective(x, noisy, 0.1))], []
+    for _ in range(60):
+        optimizer.step(target=noisy)
+        objective, gap = optimizer.objective_and_gap(noisy)
+        assert float(objective) == pytest.approx(
+            float(rof_objective(x.double(), noisy.double(), 0.1)), rel=1e-5
+        )
+        objectives.append(float(objective))
+        bound = float(gap_to_rms(gap, x[0].numel()))
+        distance = float((x - exact).square().mean().sqrt())
+        assert distance <= bound + 1e-5, "the duality gap must bound the distance"
+        bounds.append(bound)
+    assert objectives[-1] < 0.5 * objectives[0]
+    assert objectives[-1] == pytest.approx(float(rof_objective(exact, noisy, 0.1)), rel=1e-3)
+    # The certificate shrinks (O(1/n)), and the result is closer to the clean image.
+    assert bounds[-1] < 0.1 * bounds[0]
+    assert (x - clean).square().mean() < 0.5 * (noisy - clean).square().mean()
+
+
+def test_solver_resumes_from_its_state_dict() -> None:
+    _, noisy = _noisy(16, 1)
+    straight = noisy.clone()
+    optimizer = ChambollePockTV([straight], weight=0.1)
+    for _ in range(20):
+        optimizer.step(target=noisy)
+    resumed = noisy.clone()
+    first = ChambollePockTV([resumed], weight=0.1)
+    for _ in range(10):
+        first.step(target=noisy)
+    second = ChambollePockTV([resumed], weight=0.1)
+    second.load_state_dict(first.state_dict())
+    for _ in range(10):
+        second.step(target=noisy)
+    torch.testing.assert_close(resumed, straight)
+
+
+def test_batches_denoise_each_image_on_its_own() -> None:
+    _, a = _noisy(24, 1, seed=2)
+    _, b = _noisy(24, 1, sigma=0.2, seed=3)
+    together = tv_denoise(torch.cat([a, b]), weight=0.15, tol=1e-4)
+    apart = torch.cat([tv_denoise(a, weight=0.15, tol=1e-4), tv_denoise(b, weight=0.15, tol=1e-4)])
+    assert float((together - apart).abs().max()) < 2e-3
+
+
+def test_anisotropic_tv_is_minimised_for_its_own_norm() -> None:
+    _, noisy = _noisy(24, 1)
+    iso = tv_denoise(noisy, weight=0.1, norm="isotropic", tol=1e-4)
+    aniso = tv_denoise(noisy, weight=0.1, norm="anisotropic", tol=1e-4)
+    assert float(rof_objective(aniso, noisy, 0.1, "anisotropic")) < float(
+        rof_objective(iso, noisy, 0.1, "anisotropic")
+    )
+    assert float(rof_objective(iso, noisy, 0.1, "isotropic")) < float(
+        rof_objective(aniso, noisy, 0.1, "isotropic")
+    )
+
+
+def test_wrong_inputs_are_refused() -> None:
+    with pytest.raises(ValueError, match="B x C x H x W"):
+        tv_denoise(torch.rand(8, 8))
+    with pytest.raises(ValueError, match="positive"):
+        ChambollePockTV([torch.rand(1, 1, 4, 4)], weight=0.0)
+    x = torch.rand(1, 1, 4, 4)
+    with pytest.raises(ValueError, match="target"):
+        ChambollePockTV([x]).step()

@@ -1,0 +1,179 @@
+"""BodyPartClassifier: loss on foreground only, both backbones, learning, metrics and the TB picture."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image
+from torch.utils.data import default_collate
+
+from lightning_synth.batch import IGNORE_LABEL, IMAGE, LABEL, REAL, RENDERED
+from lightning_synth.datamodules import BodyDepthDataModule, RenderedBodySource
+from lightning_synth.nn import DepthComparisonFeatures, DepthFCN, PixelClassifier
+from lightning_synth.rendering.body import PART_PALETTE, BodyRenderer, RenderedBodies
+from lightning_synth.rendering.sensor import DepthSensorNoise
+from lightning_synth.tasks import BodyPartClassifier
+from lightning_synth.tasks.body_parts import part_map_grid
+
+H, W = 30, 40
+
+
+def _batch(count: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
+    frames = RenderedBodies(count, BodyRenderer(H, W, seed=seed)).__getitems__(range(count))
+    return default_collate(frames)
+
+
+def _small(**options) -> BodyPartClassifier:
+    extractor = options.pop("feature_extractor", DepthComparisonFeatures(num_features=32))
+    return BodyPartClassifier(feature_extractor=extractor, hidden=(32,), **options)
+
+
+@pytest.mark.parametrize("backbone", ["depth_features", "fcn"])
+def test_all_background_batch_gives_zero_loss_not_nan(backbone: str) -> None:
+    task = BodyPartClassifier(backbone=backbone)
+    batch = _batch(2)
+    batch[IMAGE] = torch.zeros_like(batch[IMAGE])
+    batch[LABEL] = torch.full_like(batch[LABEL], IGNORE_LABEL)
+    loss = task.shared_step(batch, "val")["loss"]
+    assert loss.item() == 0.0
+    loss.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in task.parameters())
+
+
+@pytest.mark.parametrize("backbone", ["depth_features", "fcn"])
+def test_loss_ignores_background_pixels(backbone: str) -> None:
+    torch.manual_seed(0)
+    task = BodyPartClassifier(backbone=backbone).eval()
+    batch = _batch(2)
+    loss = task.shared_step(batch, "val")["loss"]
+    logits = task(batch[IMAGE])
+    foreground = batch[LABEL] != IGNORE_LABEL
+    expected = torch.nn.functional.cross_entropy(
+        logits.movedim(1, -1)[foreground], batch[LABEL][foreground]
+    )
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("backbone", ["depth_features", "fcn"])
+def test_foreground_only_classifies_the_same_as_every_pixel(backbone: str) -> None:
+    torch.manual_seed(0)
+
+    def extractor() -> torch.nn.Module:
+        if backbone == "fcn":
+            return DepthFCN(widths=(4, 8), out_features=8)
+        return DepthComparisonFeatures(num_features=32)
+
+    fast = _small(feature_extractor=extractor()).eval()
+    dense = _small(feature_extractor=extractor(), foreground_only=False).eval()
+    dense.load_state_dict(fast.state_dict())
+    batch = _batch(2)
+    foreground = batch[IMAGE][:, 0] > 0
+    assert fast._sparse() and not dense._sparse()
+    assert torch.allclose(
+        fast(batch[IMAGE]).movedim(1, -1)[foreground],
+        dense(batch[IMAGE]).movedim(1, -1)[foreground],
+        atol=1e-5,
+    )
+    parts = fast.predict_parts(batch[IMAGE])
+    assert torch.equal(parts[foreground], fast(batch[IMAGE]).argmax(dim=1)[foreground])
+
+
+def test_backbones_are_chosen_by_name_or_injected() -> None:
+    assert isinstance(BodyPartClassifier(backbone="fcn").feature_extractor, DepthFCN)
+    default = BodyPartClassifier()
+    assert isinstance(default.feature_extractor, DepthComparisonFeatures)
+    assert isinstance(default.classifier, PixelClassifier)
+    learnable = _small(feature_extractor=DepthComparisonFeatures(8, learnable=True))
+    optimizer = learnable.configure_optimizers()
+    trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert id(learnable.feature_extractor.offsets) in trained
+    assert learnable.classifier.in_features == 8  # the head sized itself from the extractor
+
+
+@pytest.mark.parametrize("backbone", ["depth_features", "fcn"])
+def test_classifier_learns_body_parts(backbone: str) -> None:
+    torch.manual_seed(0)
+    task = BodyPartClassifier(backbone=backbone, lr=0.01, hidden=(64,))
+    task.log = task.log_dict = lambda *args, **kwargs: None  # no trainer attached
+    batch = _batch(4)
+    optimizer = task.configure_optimizers()
+    labelled = batch[LABEL] != IGNORE_LABEL
+
+    def accuracy() -> float:
+        preds = task.shared_step(batch, "train")["preds"]
+        return (preds[labelled] == batch[LABEL][labelled]).float().mean().item()
+
+    before = accuracy()
+    for _ in range(40):
+        optimizer.zero_grad()
+        task.shared_step(batch, "train")["loss"].backward()
+        optimizer.step()
+    # 31 parts: chance is ~3%, the largest part ~15% of the pixels
+    assert accuracy() > max(0.4, before + 0.2)
+
+
+def test_part_map_grid_puts_depth_truth_and_prediction_side_by_side() -> None:
+    batch = _batch(2)
+    preds = torch.where(batch[LABEL] >= 0, batch[LABEL], 5)
+    domains = torch.tensor([RENDERED, REAL])
+    grid = part_map_grid(batch[IMAGE], batch[LABEL], preds, domains, min_width=W)
+    assert grid.shape[0] == 3 and grid.dtype == torch.uint8
+    assert grid.shape[2] == 3 * W + 4 and grid.shape[1] == 12 + 2 * (H + 2)
+    truth = grid[:, 12 : 12 + H, W + 2 : 2 * W + 2]
+    prediction = grid[:, 12 : 12 + H, 2 * W + 4 :]
+    y, x = (batch[LABEL][0] >= 0).nonzero()[len((batch[LABEL][0] >= 0).nonzero()) // 2]
+    part = int(batch[LABEL][0, y, x])
+    assert truth[:, y, x].tolist() == PART_PALETTE[part].tolist()
+    # right predictions look like the truth on the body, background stays background
+    assert torch.equal(truth[:, y, x], prediction[:, y, x])
+    assert prediction[:, 0, -1].tolist() == [0, 0, 0]
+
+
+def test_fit_logs_per_domain_metrics_joint_map_and_the_part_picture(tmp_path: Path) -> None:
+    lengths = {"train_length": 8, "val_length": 4, "test_length": 4}
+    datamodule = BodyDepthDataModule(
+        rendered=RenderedBodySource(seed=0, **lengths),
+        real=RenderedBodySource(seed=1, noise=DepthSensorNoise(), **lengths),
+        height=H,
+        width=W,
+        batch_size=4,
+        num_workers=0,
+    )
+    task = _small(joint_frames=4)
+    trainer = Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=2,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        logger=TensorBoardLogger(tmp_path),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(task, datamodule=datamodule)
+    logged = trainer.callback_metrics
+    for domain in ("rendered", "real"):
+        for name in ("acc", "class_acc", "iou"):
+            value = float(logged[f"val/{domain}_{name}"])
+            assert 0.0 <= value <= 1.0
+    assert 0.0 <= float(logged["val/joint_map"]) <= 1.0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next(tmp_path.rglob("events.out.tfevents.*"))), {"images": 0})
+    events.Reload()
+    picture = events.Images("val/parts")[-1]
+    image = np.array(Image.open(io.BytesIO(picture.encoded_image_string)))
+    scale = -(-160 // W)  # enlarged to at least 160 pixels per tile
+    assert image.shape[1] == scale * (3 * W + 4) and image.shape[0] > 4 * scale * H
+    # the three columns hold different things: grey depth, colour parts
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 10
+    test = trainer.test(task, datamodule=datamodule, verbose=False)[0]
+    assert "test/joint_map" in test and "test/real_class_acc" in test
