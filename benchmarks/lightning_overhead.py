@@ -79,7 +79,7 @@ def _hand_loop(model: ImageClassifier, batches: list[Batch], warmup: int, lr: fl
             chosen = batch[DOMAIN] == code
             if bool((batch[LABEL][chosen] != IGNORE_LABEL).any()):
                 metrics[name](logits.detach()[chosen], batch[LABEL][chosen])
-        float(loss)  # what logging the loss costs: one device sync per step
+        float(loss.detach())  # what logging the loss costs: one device sync per step
     return time.perf_counter() - start
 
 
