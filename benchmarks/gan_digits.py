@@ -215,7 +215,7 @@ def train_gan(
     began = time.perf_counter()
     trainer.fit(gan, train_dataloaders=loader)
     seconds = time.perf_counter() - began
-    path = RESULTS / "gan_digits_cgan.ckpt"
+    path = RESULTS / f"gan_digits{args.tag}_cgan.ckpt"
     trainer.save_checkpoint(path)
     # one row per class, 10 fixed codes
     grid_noise = torch.randn(
@@ -223,8 +223,8 @@ def train_gan(
     ).repeat(10, 1)
     grid_labels = torch.arange(10).repeat_interleave(10)
     save_image(
-        gan._sample_eval(grid_noise, grid_labels),
-        RESULTS / "gan_digits_samples.png",
+        gan.sample(100, grid_labels, z=grid_noise),
+        RESULTS / f"gan_digits{args.tag}_samples.png",
         nrow=10,
         padding=2,
         pad_value=1.0,
@@ -299,8 +299,9 @@ def main() -> None:
     parser.add_argument("--print-every", type=int, default=250)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
-        "--skip-gan", action="store_true", help="reuse results/gan_digits_cgan.ckpt"
+        "--skip-gan", action="store_true", help="reuse the checkpoint of an earlier run"
     )
+    parser.add_argument("--tag", default="", help="suffix of the result files")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
@@ -325,8 +326,8 @@ def main() -> None:
         )
         if args.skip_gan:
             checkpoint, gan_info = (
-                RESULTS / "gan_digits_cgan.ckpt",
-                json.loads((RESULTS / "gan_digits.json").read_text())["gan"],
+                RESULTS / f"gan_digits{args.tag}_cgan.ckpt",
+                json.loads((RESULTS / f"gan_digits{args.tag}.json").read_text())["gan"],
             )
         else:
             checkpoint, gan_info = train_gan(args, train_images, train_labels)
@@ -380,7 +381,7 @@ def main() -> None:
         "ratio": gan_acc / real_acc,
         "total_seconds": time.perf_counter() - began,
     }
-    (RESULTS / "gan_digits.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"gan_digits{args.tag}.json").write_text(json.dumps(result, indent=2))
     print()
     print(
         "| FID | KID | GAN-train acc | real-train acc | ratio | G steps/s (vs plain loop) | budget |"
@@ -393,7 +394,7 @@ def main() -> None:
         f"{args.clf_steps} classifier steps x 128 |"
     )
     print(
-        f"samples: {RESULTS / 'gan_digits_samples.png'}; total {result['total_seconds'] / 60:.1f} min"
+        f"samples: {RESULTS / f'gan_digits{args.tag}_samples.png'}; total {result['total_seconds'] / 60:.1f} min"
     )
 
 

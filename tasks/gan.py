@@ -57,7 +57,7 @@ from lightning_synth.tasks.classification import ImageClassifier
 
 __all__ = ["GAN", "load_feature_network"]
 
-_DOMAINS = {"real": (REAL,), "rendered": (RENDERED,), "both": (RENDERED, REAL)}
+_DOMAINS: dict[str, int | None] = {"real": REAL, "rendered": RENDERED, "both": None}
 
 
 def load_feature_network(checkpoint: str) -> DomainFeatures:
@@ -88,8 +88,10 @@ class GAN(SynthTask):
     Trains on the images of the domain ``train_on`` in each batch (images in [0, 1] are
     scaled to [-1, 1], the range of the generator's Tanh). With ``num_classes`` set, the
     generator and the discriminator are class-conditional (class embedding and
-    class-conditional batch norm in G, a projection discriminator) and learn from the
-    labels of the batch, which must then be known.
+    class-conditional batch norm in G, a projection discriminator, optionally an AC-GAN
+    class head: ``class_loss_weight``) and learn from the labels of the batch, which must
+    then be known. :meth:`sample` draws images; ``GeneratedSource`` (datamodules) serves a
+    checkpoint's samples as a training domain.
 
     Logs ``train/d_loss``, ``train/g_loss``, ``train/d_real`` and ``train/d_fake`` (the
     discriminator's mean raw score on real and generated images; a logit for the
@@ -284,17 +286,19 @@ class GAN(SynthTask):
         return torch.randn(num, self.hparams.latent_dim, device=self.device, dtype=self.dtype)
 
     @torch.no_grad()
-    def sample(self, num: int, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """``num`` images in [0, 1] from :attr:`sampler` (balanced classes by default).
+    def sample(
+        self, num: int, labels: torch.Tensor | None = None, z: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``num`` images in [0, 1] from :attr:`sampler`, in eval mode (its mode is restored).
 
         Args:
             num: how many images.
             labels: ``num`` classes (conditional only); ``arange(num) % num_classes`` if ``None``.
+            z: ``num x latent_dim`` codes; fresh ones if ``None``.
         """
         if self.conditional and labels is None:
             labels = torch.arange(num, device=self.device) % self.hparams.num_classes
-        z = self.noise(num)
-        return self._sample_eval(z, labels)
+        return self._sample_eval(self.noise(num) if z is None else z, labels)
 
     @torch.no_grad()
     def _sample_eval(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -336,7 +340,7 @@ class GAN(SynthTask):
                 f"the DataModule's"
             )
         if h.train_on != "both":
-            keep = domains == _DOMAINS[h.train_on][0]
+            keep = domains == _DOMAINS[h.train_on]
             if not bool(keep.any()):
                 raise ValueError(
                     f"a batch has no {h.train_on} images but the GAN trains on train_on="

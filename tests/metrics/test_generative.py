@@ -123,3 +123,14 @@ def test_classifier_accuracy_counts_correct_predictions() -> None:
         network[1].weight.zero_()
         network[1].bias.copy_(torch.tensor([0.0, 1.0, 0.0]))  # always class 1
     assert classifier_accuracy(network, images, torch.tensor([1, 1, 0, 1, 2])) == 0.6
+
+
+def test_inception_features_need_torch_fidelity() -> None:
+    from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
+
+    from lightning_synth.metrics.generative import InceptionFeatures
+
+    if _TORCH_FIDELITY_AVAILABLE:
+        pytest.skip("torch-fidelity is installed (and Inception weights would be downloaded)")
+    with pytest.raises(ModuleNotFoundError, match="pip install torch-fidelity"):
+        InceptionFeatures()
