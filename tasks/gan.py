@@ -394,11 +394,13 @@ class GAN(SynthTask):
                 logs["d_class_loss"] = real_class_loss.detach()
                 d_loss = d_loss + h.class_loss_weight * real_class_loss
             if h.loss == "wgan_gp":
-                logs["gp"] = gradient_penalty(self._discriminate, real, fake, labels)
-                d_loss = d_loss + h.gp_weight * logs["gp"]
+                penalty = gradient_penalty(self._discriminate, real, fake, labels)
+                logs["gp"] = penalty.detach()
+                d_loss = d_loss + h.gp_weight * penalty
             if h.r1_gamma > 0:
-                logs["r1"] = r1_penalty(self._discriminate, real, labels)
-                d_loss = d_loss + h.r1_gamma / 2 * logs["r1"]
+                penalty = r1_penalty(self._discriminate, real, labels)
+                logs["r1"] = penalty.detach()
+                d_loss = d_loss + h.r1_gamma / 2 * penalty
             d_opt.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)
             d_opt.step()
