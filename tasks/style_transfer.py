@@ -30,6 +30,10 @@ from lightning_synth.tasks.image_optimization import ImageOptimizationTask
 
 __all__ = ["StyleTransfer"]
 
+_FEATURES_PREFIX = "feature_network."
+#: Checkpoint entry naming the frozen networks whose weights the file leaves out.
+_LEFT_OUT_KEY = "weights_left_out"
+
 
 class StyleTransfer(ImageOptimizationTask):
     """Paint the content images in the style of the style images.
@@ -196,6 +200,32 @@ class StyleTransfer(ImageOptimizationTask):
         self.log_grid("train/content", batch[IMAGE], step=0)
         if STYLE in batch:
             self.log_grid("train/style", batch[STYLE], step=0)
+
+    def _feature_weights_left_out(self) -> bool:
+        # A VGG built from ImageNet or a weights file is rebuilt identically when the task is
+        # constructed from its hyper-parameters, so checkpoints need not carry its ~80 MB.
+        network = self.feature_network
+        return isinstance(network, VGGFeatures) and network.rebuilt_from_weights
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._feature_weights_left_out():
+            state = checkpoint["state_dict"]
+            for key in [key for key in state if key.startswith(_FEATURES_PREFIX)]:
+                del state[key]
+            checkpoint[_LEFT_OUT_KEY] = {"feature_network": self.feature_network.weights}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        left_out = checkpoint.get(_LEFT_OUT_KEY)
+        if not left_out:
+            return
+        if not isinstance(self.feature_network, VGGFeatures):
+            raise ValueError(
+                f"this checkpoint's feature network is VGG19 with weights "
+                f"{left_out['feature_network']!r}, not stored in the file; build the task "
+                f"with VGGFeatures(weights={left_out['feature_network']!r}) to load it"
+            )
+        own = self.feature_network.state_dict()
+        checkpoint["state_dict"].update({_FEATURES_PREFIX + key: value for key, value in own.items()})
 
     def summary(self) -> str:
         line = super().summary()

@@ -145,8 +145,14 @@ class VGGFeatures(nn.Module):
         self.features, self._outputs = self._build(self.layers[-1], pooling)
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), False)
+        self.weights = weights
         self._load(weights)
         self.requires_grad_(False)
+
+    @property
+    def rebuilt_from_weights(self) -> bool:
+        """Whether constructing it again loads the same values (not so for ``random``)."""
+        return self.weights != "random"
 
     @staticmethod
     def _build(last: str, pooling: str) -> tuple[nn.Sequential, dict[int, str]]:

@@ -72,7 +72,10 @@ def test_denoising_matches_scikit_image_at_the_same_weight() -> None:
     _, gray = _noisy(32, 1)
     _, colour = _noisy(24, 3, seed=1)
     for noisy, channel_axis in ((gray, None), (colour, -1)):
-        ours = tv_denoise(noisy.double(), weight=0.1, tol=1e-5, max_iter=5000)[0]
+        # coupled_channels=False: scikit-image treats each channel on its own.
+        ours = tv_denoise(
+            noisy.double(), weight=0.1, tol=1e-5, max_iter=5000, coupled_channels=False
+        )[0]
         image = noisy[0].permute(1, 2, 0).numpy().astype(np.float64)
         image = image[..., 0] if channel_axis is None else image
         theirs = skimage_restoration.denoise_tv_chambolle(
@@ -85,7 +88,9 @@ def test_denoising_matches_scikit_image_at_the_same_weight() -> None:
 
 def test_objective_falls_and_the_certificate_holds() -> None:
     clean, noisy = _noisy(40, 3)
-    exact = tv_denoise(noisy.double(), weight=0.1, tol=1e-6, max_iter=5000).float()
+    exact = tv_denoise(
+        noisy.double(), weight=0.1, tol=1e-6, max_iter=5000, coupled_channels=False
+    ).float()
     x = noisy.clone()
     optimizer = ChambollePockTV([x], weight=0.1)
     objectives, bounds = [float(rof_objective(x, noisy, 0.1))], []
@@ -141,6 +146,27 @@ def test_anisotropic_tv_is_minimised_for_its_own_norm() -> None:
     )
     assert float(rof_objective(iso, noisy, 0.1, "isotropic")) < float(
         rof_objective(aniso, noisy, 0.1, "isotropic")
+    )
+
+
+def test_vectorial_tv_default_minimises_its_own_objective() -> None:
+    _, noisy = _noisy(24, 3)
+    noisy = noisy.double()
+    coupled = tv_denoise(noisy, weight=0.1, tol=1e-6, max_iter=5000)
+    apart = tv_denoise(noisy, weight=0.1, tol=1e-6, max_iter=5000, coupled_channels=False)
+
+    def objective(x: torch.Tensor) -> float:
+        return float(rof_objective(x, noisy, 0.1, coupled_channels=True))
+
+    assert objective(coupled) < objective(apart) - 1e-3
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        nudge = 1e-3 * torch.randn(coupled.shape, generator=generator, dtype=coupled.dtype)
+        assert objective(coupled + nudge) > objective(coupled) - 1e-6
+    # On a gray image the two agree (and the faster per-channel path is used).
+    _, gray = _noisy(24, 1)
+    assert torch.allclose(
+        tv_denoise(gray, weight=0.1), tv_denoise(gray, weight=0.1, coupled_channels=False)
     )
 
 

@@ -20,6 +20,7 @@ from lightning_synth.datamodules.images import (
     read_image,
 )
 from lightning_synth.nn.total_variation import total_variation
+from lightning_synth.nn.vgg import VGGFeatures
 from lightning_synth.tasks import StyleTransfer, TVDenoise
 from lightning_synth.tasks.image_optimization import write_image
 
@@ -93,7 +94,8 @@ def test_tv_denoise_fit_gray_16_bit_and_colour(tmp_path: Path) -> None:
     assert 0.5 < model.final_quality["ssim"] <= 1
     assert model.final_quality["noisy_psnr"] == pytest.approx(noisy_psnr, abs=0.01)
     initial = float(model.objective(batch[IMAGE], batch[IMAGE]).mean())
-    assert float(metrics["train/objective"]) < 0.5 * initial
+    # Vectorial TV (the default) of the noisy start: 0.52 of it remains at the optimum.
+    assert float(metrics["train/objective"]) < 0.6 * initial
     # The results are written, one file per image, and are cleaner than the input.
     results = Path(trainer.log_dir) / "results"
     written = read_image(str(results / "gray16.png"))
@@ -173,6 +175,44 @@ def test_style_transfer_adam_bf16_mixed_on_cpu(tmp_path: Path) -> None:
     assert all(np.isfinite(losses)) and losses[-1] < 0.7 * losses[0]
     assert "train/tv" in recorder.metrics[-1]
     assert model.pixels.dtype == torch.float32  # the image itself stays in full precision
+
+
+def test_style_checkpoints_leave_out_rebuildable_vgg_weights(tmp_path: Path) -> None:
+    layers = ["conv1_1", "conv2_1"]
+    weights_file = tmp_path / "vgg_part.pth"
+    source = VGGFeatures(weights="random", layers=layers)
+    torch.save({f"features.{k}": v for k, v in source.features.state_dict().items()}, weights_file)
+
+    def task(weights: str) -> StyleTransfer:
+        return StyleTransfer(
+            feature_network=VGGFeatures(weights=weights, layers=layers),
+            content_layers=["conv2_1"],
+            style_layers=layers,
+            optimizer="adam",
+        )
+
+    for weights, stored in ((str(weights_file), False), ("random", True)):
+        model = task(weights)
+        trainer = _trainer(tmp_path, max_steps=2)
+        trainer.fit(model, StyleTransferDataModule(size=16))
+        path = tmp_path / f"{stored}.ckpt"
+        trainer.save_checkpoint(path)
+        saved = torch.load(path, weights_only=False)
+        has_features = any(key.startswith("feature_network.") for key in saved["state_dict"])
+        assert has_features == stored  # random weights cannot be rebuilt: they stay
+        loaded = StyleTransfer.load_from_checkpoint(
+            path, feature_network=VGGFeatures(weights="random", layers=layers)
+        ) if stored else StyleTransfer.load_from_checkpoint(
+            path, feature_network=VGGFeatures(weights=weights, layers=layers)
+        )  # fmt: skip
+        assert torch.equal(loaded.pixels, model.pixels)
+        for key, value in model.feature_network.state_dict().items():
+            assert torch.equal(loaded.feature_network.state_dict()[key], value), key
+    with pytest.raises(ValueError, match="VGGFeatures"):
+        StyleTransfer.load_from_checkpoint(
+            tmp_path / "False.ckpt", feature_network=_TinyFeatures(), content_layers=["b"],
+            style_layers=["a", "b"],
+        )  # fmt: skip
 
 
 def test_feature_network_must_name_its_features(tmp_path: Path) -> None:
