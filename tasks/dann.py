@@ -21,7 +21,7 @@ from lightning.pytorch import Callback
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_synth.batch import DOMAIN, IMAGE, LABEL, REAL, Batch, Stage
+from lightning_synth.batch import DOMAIN, IMAGE, LABEL, REAL, VALID, Batch, Stage
 from lightning_synth.callbacks.bound_report import BoundReport
 from lightning_synth.nn.domain_adversarial import DomainClassifier, GaninDigitNet, MLPHead
 from lightning_synth.nn.gradient_reversal import GradientReversal
@@ -29,28 +29,56 @@ from lightning_synth.nn.schedules import annealed_lr_factor, grl_lambda, trainin
 from lightning_synth.tasks.base import StepOutput
 from lightning_synth.tasks.classification import ImageClassifier, masked_cross_entropy
 
-__all__ = ["DANN", "balanced_domain_loss"]
+__all__ = ["DANN", "balanced_domain_loss", "domain_pixel_mask"]
 
 
-def balanced_domain_loss(logits: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+def balanced_domain_loss(
+    logits: torch.Tensor, domains: torch.Tensor, pixel_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Binary cross-entropy of "is real", each domain weighing the same whatever its share.
 
     The mean loss of the rendered samples and the mean loss of the real samples are
     averaged (over the domains present), so a batch of 3 real and 61 rendered images
     trains the domain classifier as much on real as on rendered. Per-pixel logits
-    (``B x H x W``) are averaged over each image's pixels first.
+    (``B x H x W``) are averaged over each image's pixels first, or over the pixels of
+    ``pixel_mask`` (samples with none are left out).
 
     Args:
         logits: ``B`` (or ``B x ...``) domain logits, positive for "real".
         domains: ``B`` domain codes.
+        pixel_mask: ``B x ...`` bool, the pixels that count (e.g. the person in a depth
+            frame, not the empty background both domains share); ``None``: all.
     """
     is_real = (domains == REAL).long()
     target = is_real.to(torch.float32).view(-1, *([1] * (logits.ndim - 1))).expand(logits.shape)
-    per_sample = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
-    per_sample = per_sample.reshape(len(domains), -1).mean(dim=1)
-    counts = torch.bincount(is_real, minlength=2).to(per_sample.dtype)
-    present = (counts > 0).sum()
-    return (per_sample / counts[is_real]).sum() / present
+    per_pixel = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
+    per_pixel = per_pixel.reshape(len(domains), -1)
+    if pixel_mask is None:
+        per_sample = per_pixel.mean(dim=1)
+        counted = torch.ones_like(per_sample, dtype=torch.bool)
+    else:
+        mask = pixel_mask.reshape(len(domains), -1).to(per_pixel.dtype)
+        pixels = mask.sum(dim=1)
+        per_sample = (per_pixel * mask).sum(dim=1) / pixels.clamp(min=1)
+        counted = pixels > 0
+    counts = torch.bincount(is_real[counted], minlength=2).to(per_sample.dtype)
+    present = (counts > 0).sum().clamp(min=1)
+    weights = torch.where(counted, 1.0 / counts[is_real].clamp(min=1), 0.0)
+    return (per_sample * weights).sum() / present
+
+
+def domain_pixel_mask(batch: Batch, domain_logits: torch.Tensor) -> torch.Tensor | None:
+    """The batch's ``valid`` pixels at the resolution of per-pixel domain logits.
+
+    ``None`` for per-image logits or batches without ``valid``: every pixel counts.
+    """
+    if domain_logits.ndim < 3 or VALID not in batch:
+        return None
+    valid = batch[VALID]
+    if valid.shape[-2:] != domain_logits.shape[-2:]:
+        resized = F.interpolate(valid[:, None].float(), size=domain_logits.shape[-2:])
+        valid = resized[:, 0] > 0.5
+    return valid
 
 
 def _probe_channels(network: nn.Module, in_channels: int, image_size: int) -> int:
@@ -94,7 +122,8 @@ class DANN(ImageClassifier):
 
     Networks act on ``B x D`` features or ``B x D x H x W`` feature maps alike: with maps,
     the classifier and the default domain classifier give one prediction per pixel (a
-    per-pixel domain loss), as a dense task needs.
+    per-pixel domain loss), as a dense task needs; when the batch has ``valid`` masks
+    (depth frames: the person), only those pixels enter the domain loss and accuracy.
 
     Args:
         feature_extractor: images -> ``B x D`` (or ``B x D x H x W``) features; default
@@ -255,7 +284,10 @@ class DANN(ImageClassifier):
         logits = self.classifier(features)
         domain_logits = self.domain_classifier(self.grl(features))
         label_loss = masked_cross_entropy(logits, labels)
-        domain_loss = balanced_domain_loss(domain_logits, domains)
+        # Dense tasks: the background (no depth reading) looks the same in both domains and
+        # would teach the domain classifier nothing but "background"; only valid pixels count.
+        pixel_mask = domain_pixel_mask(batch, domain_logits)
+        domain_loss = balanced_domain_loss(domain_logits, domains, pixel_mask)
         loss = label_loss + domain_loss
 
         on_step, sync = stage == "train", stage != "train"
@@ -267,7 +299,11 @@ class DANN(ImageClassifier):
         domain_preds = (domain_logits.detach() > 0).long().reshape(len(domains), -1)
         domain_target = (domains == REAL).long()[:, None].expand_as(domain_preds)
         accuracy = self.domain_accuracy[f"{stage}_domain"]
-        accuracy(domain_preds.flatten(), domain_target.flatten())
+        if pixel_mask is None:
+            accuracy(domain_preds.flatten(), domain_target.flatten())
+        else:
+            flat_mask = pixel_mask.reshape(len(domains), -1)
+            accuracy(domain_preds[flat_mask], domain_target[flat_mask])
         self.log(f"{stage}/domain_acc", accuracy, batch_size=batch_size, **log)
         if stage == "train":
             self.log("train/grl_lambda", self._lambda, batch_size=batch_size)

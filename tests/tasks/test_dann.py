@@ -14,7 +14,7 @@ from lightning.pytorch import Callback, Trainer
 from torch import nn
 from torch.utils.data import Dataset
 
-from lightning_synth.batch import DOMAIN, IMAGE, LABEL, REAL, RENDERED
+from lightning_synth.batch import DOMAIN, IMAGE, LABEL, REAL, RENDERED, VALID
 from lightning_synth.datamodules import MixedDomainDataModule
 from lightning_synth.datamodules.sources import DomainSource
 from lightning_synth.nn import DomainClassifier
@@ -138,6 +138,22 @@ def test_domain_loss_weighs_both_domains_equally_whatever_their_share() -> None:
     assert balanced_domain_loss(pixels, domains) == pytest.approx(float(rendered + real) / 2)
 
 
+def test_masked_pixels_and_empty_samples_do_not_count_in_the_domain_loss() -> None:
+    bce = nn.functional.binary_cross_entropy_with_logits
+    domains = torch.tensor([RENDERED, RENDERED, REAL])
+    logits = torch.randn(3, 4, 5)
+    mask = torch.zeros(3, 4, 5, dtype=torch.bool)
+    mask[0, :2] = True  # 10 pixels of the first rendered frame
+    mask[2, 1:, 3:] = True  # 6 pixels of the real frame; the second frame has none
+    rendered = bce(logits[0][mask[0]], torch.zeros(10))
+    real = bce(logits[2][mask[2]], torch.ones(6))
+    got = balanced_domain_loss(logits, domains, mask)
+    assert got == pytest.approx(float(rendered + real) / 2)
+    # what happens outside the mask does not matter
+    changed = torch.where(mask, logits, 100.0)
+    assert balanced_domain_loss(changed, domains, mask) == pytest.approx(float(got))
+
+
 def test_weight_zero_is_source_only_no_domain_gradient_reaches_the_features() -> None:
     torch.manual_seed(0)
     model = tiny_dann(adaptation_weight=0.0)
@@ -194,6 +210,30 @@ def test_dense_networks_get_a_per_pixel_domain_loss() -> None:
     assert output["preds"].shape == (6, SIZE, SIZE) and torch.isfinite(output["loss"])
     output["loss"].backward()
     assert extractor[0].weight.grad.abs().sum() > 0
+
+
+def test_dense_domain_loss_uses_the_valid_pixels_only() -> None:
+    torch.manual_seed(0)
+    extractor = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU())
+    model = tiny_dann(feature_extractor=extractor, classifier=nn.Conv2d(8, 4, 1))
+    batch = _batch()
+    batch[LABEL] = torch.randint(0, 4, (6, SIZE, SIZE))
+    batch[VALID] = torch.zeros(6, SIZE, SIZE, dtype=torch.bool)
+    batch[VALID][:, 4:-4, 4:-4] = True  # "the person"; the border is background
+    logits = model.domain_classifier(model.features(batch[IMAGE]))
+    expected = balanced_domain_loss(logits, batch[DOMAIN], batch[VALID])
+    output = _step(model, batch)
+    label_loss = masked_cross_entropy(model(batch[IMAGE]), batch[LABEL])
+    assert float(output["loss"]) == pytest.approx(float(label_loss + expected), rel=1e-5)
+    # The background does not reach the features through the domain loss.
+    model.zero_grad()
+    model.grl.set_lambda(1.0)
+    images = batch[IMAGE].clone().requires_grad_(True)
+    features = model.features(images)
+    domain_logits = model.domain_classifier(model.grl(features))
+    balanced_domain_loss(domain_logits, batch[DOMAIN], batch[VALID]).backward()
+    background_grad = images.grad[:, 0, :2, :2]  # more than a 3x3 receptive field from valid
+    assert background_grad.abs().sum() == 0 and images.grad.abs().sum() > 0
 
 
 def test_lazy_domain_classifier_is_sized_at_construction_and_reloads() -> None:
