@@ -17,6 +17,8 @@ visibility, so the work is proportional to the area the body covers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 __all__ = ["raycast_capsules", "capsule_bounding_boxes"]
@@ -61,15 +63,19 @@ def capsule_bounding_boxes(
 
 
 def _first_hit(
-    origin: torch.Tensor, direction: torch.Tensor, half: torch.Tensor, t_min: torch.Tensor
+    origin: Sequence[torch.Tensor],
+    direction: Sequence[torch.Tensor],
+    half: torch.Tensor,
+    t_min: torch.Tensor,
 ) -> torch.Tensor:
     """Ray parameter of the first hit beyond ``t_min`` of a unit capsule along ``y``.
 
     ``inf`` where the ray misses. Rays start near the primitive (``t_min < 0``) so that
-    the quadratics are well conditioned in float32.
+    the quadratics are well conditioned in float32. ``origin`` and ``direction`` are the
+    ``x, y, z`` components, each ``(N,)``.
     """
-    ox, oy, oz = origin.unbind(-1)
-    dx, dy, dz = direction.unbind(-1)
+    ox, oy, oz = origin
+    dx, dy, dz = direction
     inf = torch.full_like(ox, float("inf"))
     # Lateral surface of the cylinder x^2 + z^2 = 1, |y| <= half.
     a = dx * dx + dz * dz
@@ -143,18 +149,23 @@ def raycast_capsules(
 
     row = torch.repeat_interleave(torch.arange(batch * prims, device=device), counts)
     start = torch.cumsum(counts, 0) - counts
-    local = torch.arange(row.numel(), device=device) - start[row]
-    w = box_w[row]
-    u = boxes[row, 0] + local % w
-    v = boxes[row, 1] + torch.div(local, w, rounding_mode="floor")
-    par = table[row]
-    t0 = par[:, 11]
-    dx = (u.to(par.dtype) - par[:, 14]) / par[:, 12]
-    dy = (v.to(par.dtype) - par[:, 15]) / par[:, 13]
-    ox, oy = dx * t0 - par[:, 9], dy * t0 - par[:, 10]
-    origin = par[:, 0:9:3] * ox[:, None] + par[:, 1:9:3] * oy[:, None]
-    direction = par[:, 0:9:3] * dx[:, None] + par[:, 1:9:3] * dy[:, None] + par[:, 2:9:3]
-    t = _first_hit(origin, direction, par[:, 16], -t0) + t0
+    # Gathered as rows (one contiguous vector per quantity), which keeps every later
+    # elementwise op on contiguous memory.
+    u0, v0, w, begin = torch.stack([boxes[:, 0], boxes[:, 1], box_w, start]).index_select(1, row)
+    local = torch.arange(row.numel(), device=device) - begin
+    v = torch.div(local, w, rounding_mode="floor")
+    u = u0 + (local - v * w)
+    v += v0
+    par = table.t().contiguous().index_select(1, row)
+    t0 = par[11]
+    dx = (u.to(par.dtype) - par[14]) / par[12]
+    dy = (v.to(par.dtype) - par[15]) / par[13]
+    ox, oy = dx * t0 - par[9], dy * t0 - par[10]
+    origin = [par[3 * k] * ox + par[3 * k + 1] * oy for k in range(3)]
+    direction = [
+        (par[3 * k] * dx).addcmul_(par[3 * k + 1], dy).add_(par[3 * k + 2]) for k in range(3)
+    ]
+    t = _first_hit(origin, direction, par[16], -t0) + t0
 
     hit = torch.isfinite(t).nonzero()[:, 0]
     t, row, u, v = t[hit].float(), row[hit], u[hit], v[hit]
@@ -164,8 +175,12 @@ def raycast_capsules(
     empty = torch.iinfo(torch.int64).max
     keys = torch.full((batch * height * width,), empty, dtype=torch.int64, device=device)
     keys.scatter_reduce_(0, pixel, key, reduce="amin")
-    found = keys != empty
-    index = torch.where(found, keys & 255, -1)
-    bits = torch.where(found, keys >> 8, 0).to(torch.int32)
-    depth = bits.view(torch.float32).to(centers.dtype)
+    # Decode only the pixels something hit: full-image int64 passes cost more than the
+    # whole ray cast.
+    covered = (keys != empty).nonzero()[:, 0]
+    won = keys[covered]
+    depth = torch.zeros(batch * height * width, dtype=centers.dtype, device=device)
+    depth[covered] = (won >> 8).to(torch.int32).view(torch.float32).to(centers.dtype)
+    index = torch.full((batch * height * width,), -1, dtype=torch.long, device=device)
+    index[covered] = won & 255
     return depth.view(batch, height, width), index.view(batch, height, width)

@@ -23,7 +23,7 @@ intrinsics ``(B, 4)`` ``fx, fy, cx, cy``; works on any device.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -168,17 +168,16 @@ class DepthSensorNoise(nn.Module):
 
     def _edge_probability(self, depth: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Dropout chance from the distance (in pixels, chessboard) to a discontinuity."""
-        image = depth[:, None]
-        highest = F.max_pool2d(image, 3, stride=1, padding=1)
-        lowest = -F.max_pool2d(-image, 3, stride=1, padding=1)
-        jump = (highest - image > self.edge_threshold) | (image - lowest > self.edge_threshold)
-        edge = (jump | (lowest <= 0))[:, 0] & valid
+        highest = _filter3x3(depth, torch.maximum, -math.inf)
+        lowest = _filter3x3(depth, torch.minimum, math.inf)
+        jump = (highest - depth > self.edge_threshold) | (depth - lowest > self.edge_threshold)
+        edge = (jump | (lowest <= 0)) & valid
         prob = torch.where(edge, self.edge_prob, 0.0).to(depth.dtype)
-        reach = edge[:, None].to(depth.dtype)
+        reach = edge
         for distance in range(1, math.ceil(3 * self.edge_width) + 1):
-            grown = F.max_pool2d(reach, 3, stride=1, padding=1)
+            grown = _filter3x3(reach, torch.logical_or, False)
             chance = self.edge_prob * math.exp(-distance / self.edge_width)
-            prob = torch.where((grown > reach)[:, 0], chance, prob)
+            prob = torch.where(grown & ~reach, chance, prob)
             reach = grown
         return torch.where(valid, prob, 0.0)
 
@@ -206,3 +205,20 @@ class DepthSensorNoise(nn.Module):
         ok = pad[:, 3]
         near = ok[:, 1:-1, 2:] * ok[:, 1:-1, :-2] * ok[:, 2:, 1:-1] * ok[:, :-2, 1:-1] > 0
         return torch.where(valid & near, prob.clamp(0, 1), 0.0)
+
+
+def _filter3x3(
+    image: torch.Tensor,
+    combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    outside: float | bool,
+) -> torch.Tensor:
+    """A 3x3 max/min/or filter of ``(B, H, W)`` images, ``outside`` beyond the border.
+
+    Separable (two passes of three shifted views): several times faster on CPU than
+    ``max_pool2d`` with stride 1, which computes indices it then throws away.
+    """
+    batch, height, width = image.shape
+    padded = image.new_full((batch, height + 2, width + 2), outside)
+    padded[:, 1:-1, 1:-1] = image
+    rows = combine(combine(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
+    return combine(combine(rows[..., :-2], rows[..., 1:-1]), rows[..., 2:])
