@@ -117,54 +117,67 @@ class DepthSensorNoise(nn.Module):
             depth: clean depth ``(B, H, W)`` in metres, 0 where there is no surface.
             intrinsics: ``(B, 4)`` ``fx, fy, cx, cy`` in pixels.
             generator: one generator for the batch, or one per frame (then each frame's
-                noise depends only on its own generator); ``None`` seeds one from ``seed``.
+                noise depends only on its own generator and frame); ``None`` seeds one
+                from ``seed``.
         """
         if depth.ndim != 3:
             raise ValueError(f"depth must be B x H x W, got {tuple(depth.shape)}")
-        normal, uniform = self._draw(depth, generator)
         valid = depth > 0
         if self.range_limits:
             valid &= (depth >= self.min_depth) & (depth <= self.max_depth)
-        keep = torch.ones_like(valid)
+        # Everything below happens at the surface pixels only: a person covers a few
+        # percent of a frame, and random draws for the empty rest would be most of the work.
+        where = valid.nonzero(as_tuple=True)
+        frame = where[0]
+        clean = depth[where]
+        normal, uniform = self._draw(valid.flatten(1).sum(1), depth, generator)
+        keep = torch.ones_like(clean, dtype=torch.bool)
         if self.edge_dropout:
-            keep &= uniform[0] >= self._edge_probability(depth, valid)
+            keep &= uniform[0] >= self._edge_probability(depth, valid)[where]
         if self.grazing_dropout:
             keep &= uniform[1] >= self._grazing_probability(depth, valid, intrinsics)
         if self.random_dropout:
             keep &= uniform[2] >= self.dropout_prob
-        out = depth
+        out = clean
         if self.axial_noise:
-            out = out + normal * kinect_axial_sigma(depth) * self.axial_scale
+            out = out + normal * kinect_axial_sigma(clean) * self.axial_scale
         if self.quantize:
-            focal = intrinsics[:, 0, None, None] if self.focal_length is None else self.focal_length
+            focal = intrinsics[frame, 0] if self.focal_length is None else self.focal_length
             fb = focal * self.baseline
             disparity = fb / out.clamp_min(1e-6)
             disparity = torch.round(disparity / self.disparity_step) * self.disparity_step
             keep &= disparity > 0
             out = fb / disparity.clamp_min(1e-12)
-        valid &= keep & (out > 0)
-        return torch.where(valid, out, torch.zeros_like(out)), valid
+        keep &= out > 0
+        noisy = torch.zeros_like(depth)
+        noisy[where] = torch.where(keep, out, 0.0)
+        valid[where] = keep
+        return noisy, valid
 
     def _draw(
-        self, depth: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator] | None
+        self,
+        counts: torch.Tensor,
+        like: torch.Tensor,
+        generator: torch.Generator | Sequence[torch.Generator] | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        shape = depth.shape[1:]
-        kwargs = {"device": depth.device, "dtype": depth.dtype}
+        """Gaussian ``(N,)`` and uniform ``(3, N)`` draws for ``counts[f]`` pixels of frame ``f``."""
+        kwargs = {"device": like.device, "dtype": like.dtype}
         if generator is None:
-            generator = torch.Generator(device=depth.device).manual_seed(self.seed)
+            generator = torch.Generator(device=like.device).manual_seed(self.seed)
         if isinstance(generator, torch.Generator):
-            normal = torch.randn(depth.shape, generator=generator, **kwargs)
-            return normal, torch.rand((3, *depth.shape), generator=generator, **kwargs)
-        if len(generator) != len(depth):
-            raise ValueError(f"got {len(generator)} generators for {len(depth)} frames")
+            total = int(counts.sum())
+            normal = torch.randn(total, generator=generator, **kwargs)
+            return normal, torch.rand((3, total), generator=generator, **kwargs)
+        if len(generator) != len(counts):
+            raise ValueError(f"got {len(generator)} generators for {len(counts)} frames")
         draws = [
             (
-                torch.randn(shape, generator=g, **kwargs),
-                torch.rand((3, *shape), generator=g, **kwargs),
+                torch.randn(int(n), generator=g, **kwargs),
+                torch.rand((3, int(n)), generator=g, **kwargs),
             )
-            for g in generator
+            for g, n in zip(generator, counts.tolist(), strict=True)
         ]
-        return torch.stack([n for n, _ in draws]), torch.stack([u for _, u in draws], 1)
+        return torch.cat([n for n, _ in draws]), torch.cat([u for _, u in draws], 1)
 
     def _edge_probability(self, depth: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Dropout chance from the distance (in pixels, chessboard) to a discontinuity."""
@@ -184,27 +197,43 @@ class DepthSensorNoise(nn.Module):
     def _grazing_probability(
         self, depth: torch.Tensor, valid: torch.Tensor, intrinsics: torch.Tensor
     ) -> torch.Tensor:
-        """Dropout chance from the angle between the normal and the line of sight."""
+        """Dropout chance from the angle between the normal and the line of sight, at the
+        ``valid`` pixels (in ``valid.nonzero()`` order)."""
         height, width = depth.shape[1:]
-        fx, fy, cx, cy = (intrinsics[:, i, None, None] for i in range(4))
-        v = torch.arange(height, device=depth.device, dtype=depth.dtype)[:, None]
-        u = torch.arange(width, device=depth.device, dtype=depth.dtype)[None, :]
-        x, y = (u - cx) / fx * depth, (v - cy) / fy * depth
-        pad = F.pad(torch.stack([x, y, depth, valid.to(depth.dtype)], 1), (1, 1, 1, 1))
+        # Only valid pixels (a person covers a few percent of a frame) and their four
+        # neighbours, read from zero-padded copies.
+        frame, row, col = valid.nonzero(as_tuple=True)
+        stride = width + 2
+        centre = (frame * (height + 2) + row + 1) * stride + col + 1
+        padded_depth = F.pad(depth, (1, 1, 1, 1)).flatten()
+        padded_valid = F.pad(valid, (1, 1, 1, 1)).flatten()
+        fx, fy, cx, cy = intrinsics[frame].unbind(-1)
+        u, v = col.to(depth.dtype), row.to(depth.dtype)
+
+        def point(du: int, dv: int) -> tuple[torch.Tensor, ...]:
+            z = padded_depth[centre + dv * stride + du]
+            return (u + du - cx) / fx * z, (v + dv - cy) / fy * z, z
+
+        (xr, yr, zr), (xl, yl, zl) = point(1, 0), point(-1, 0)
+        (xd, yd, zd), (xu, yu, zu) = point(0, 1), point(0, -1)
+        x, y, z = point(0, 0)
         # Central differences along u and v of the back-projected points (x, y, z).
-        du = pad[:, :, 1:-1, 2:] - pad[:, :, 1:-1, :-2]
-        dv = pad[:, :, 2:, 1:-1] - pad[:, :, :-2, 1:-1]
-        (ux, uy, uz, _), (vx, vy, vz, _) = du.unbind(1), dv.unbind(1)
+        ux, uy, uz = xr - xl, yr - yl, zr - zl
+        vx, vy, vz = xd - xu, yd - yu, zd - zu
         nx, ny, nz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
-        dot = (nx * x + ny * y + nz * depth).abs()
-        norms = ((nx * nx + ny * ny + nz * nz) * (x * x + y * y + depth * depth)).sqrt()
+        dot = (nx * x + ny * y + nz * z).abs()
+        norms = ((nx * nx + ny * ny + nz * nz) * (x * x + y * y + z * z)).sqrt()
         cos = (dot / norms.clamp_min(1e-20)).clamp(0, 1)
         prob = (torch.rad2deg(torch.arccos(cos)) - self.grazing_angle) / (90.0 - self.grazing_angle)
         # Normals need the four neighbours (across an occlusion edge they come out steep,
         # so such pixels tend to drop too, as on the real sensor).
-        ok = pad[:, 3]
-        near = ok[:, 1:-1, 2:] * ok[:, 1:-1, :-2] * ok[:, 2:, 1:-1] * ok[:, :-2, 1:-1] > 0
-        return torch.where(valid & near, prob.clamp(0, 1), 0.0)
+        near = (
+            padded_valid[centre + 1]
+            & padded_valid[centre - 1]
+            & padded_valid[centre + stride]
+            & padded_valid[centre - stride]
+        )
+        return torch.where(near, prob.clamp(0, 1), 0.0)
 
 
 def _filter3x3(
