@@ -146,9 +146,7 @@ def main() -> None:
             for _ in range(args.repeats):  # interleaved, so all see the same machine load
                 t_sk = min(t_sk, _best_time(lambda w=w_sk: theirs(w), 1))
                 t_ours = min(t_ours, _best_time(lambda w=w_ours: ours(w), 1))
-                t_vec = min(
-                    t_vec, _best_time(lambda w=w_vec: ours(w, coupled_channels=True), 1)
-                )
+                t_vec = min(t_vec, _best_time(lambda w=w_vec: ours(w, coupled_channels=True), 1))
                 t_same = min(t_same, _best_time(lambda w=w_ours, e=eps_same: theirs(w, e), 1))
             row = {
                 "image": name,

@@ -225,7 +225,9 @@ class StyleTransfer(ImageOptimizationTask):
                 f"with VGGFeatures(weights={left_out['feature_network']!r}) to load it"
             )
         own = self.feature_network.state_dict()
-        checkpoint["state_dict"].update({_FEATURES_PREFIX + key: value for key, value in own.items()})
+        checkpoint["state_dict"].update(
+            {_FEATURES_PREFIX + key: value for key, value in own.items()}
+        )
 
     def summary(self) -> str:
         line = super().summary()
