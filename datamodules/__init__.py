@@ -3,7 +3,7 @@
 from lightning_synth.datamodules.body import BodyDepthDataModule, DepthSource, RenderedBodySource
 from lightning_synth.datamodules.depth_folder import DepthFolder
 from lightning_synth.datamodules.digit_folder import DigitFolder
-from lightning_synth.datamodules.digits import RenderedDigitsSource
+from lightning_synth.datamodules.digits import RenderedDigitsSource, StrokeDigitsSource
 from lightning_synth.datamodules.generated import GeneratedSource
 from lightning_synth.datamodules.images import ImageOptimizationDataModule, StyleTransferDataModule
 from lightning_synth.datamodules.mixed import (
@@ -18,6 +18,7 @@ from lightning_synth.datamodules.sources import DomainSource
 __all__ = [
     "DomainSource",
     "RenderedDigitsSource",
+    "StrokeDigitsSource",
     "SklearnDigits",
     "TorchvisionDigits",
     "DigitFolder",

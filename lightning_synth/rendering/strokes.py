@@ -1,0 +1,219 @@
+"""Handwriting-like digits drawn from single-stroke (Hershey) fonts.
+
+Printed TrueType glyphs (:class:`~lightning_synth.rendering.RenderedDigits`) differ from
+handwriting in shape more than in texture: serifs, closed 4s, flat-topped 7s, uniform
+stroke weight. Hershey fonts describe each glyph as the pen's path, so a digit can be
+drawn the way a hand draws it: the path is bent by a smooth random displacement, slanted,
+rotated and stretched, and stroked with a pen of random width. The result is framed like
+MNIST: light strokes on black, the digit scaled into a 20/28 box and centred by its
+centre of mass.
+
+The glyph paths come from the ``Hershey-Fonts`` package (MIT; the font data of Dr. A. V.
+Hershey, 1967), a dependency of lightning-synth, so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+__all__ = ["STROKE_FONTS", "StrokeDigits", "digit_strokes"]
+
+#: Hershey fonts with distinct digit shapes: sans, serif, italic, script and cursive.
+STROKE_FONTS: tuple[str, ...] = (
+    "futural",
+    "futuram",
+    "scripts",
+    "scriptc",
+    "cursive",
+    "rowmans",
+    "rowmand",
+    "timesi",
+    "timesr",
+    "greeks",
+)
+#: Fraction of the image the digit's larger side fills (MNIST: 20 of 28 pixels).
+_BOX_FRACTION = 20 / 28
+#: Pen widths are given in pixels of a 28-pixel image and scale with ``image_size``.
+_REFERENCE_SIZE = 28
+
+
+@lru_cache(maxsize=None)
+def digit_strokes(font: str) -> tuple[np.ndarray, ...]:
+    """The ten digits of a Hershey font as line segments, ``S x 2 (ends) x 2 (x, y)``.
+
+    Coordinates are the font's units, ``y`` pointing down (image convention).
+
+    Args:
+        font: a Hershey font name, e.g. ``futural`` or ``scripts``.
+    """
+    from HersheyFonts import HersheyFonts
+
+    fonts = HersheyFonts()
+    if font not in fonts.default_font_names:
+        raise ValueError(
+            f"unknown Hershey font {font!r}; choose from {sorted(fonts.default_font_names)}"
+        )
+    fonts.load_default_font(font)
+    glyphs = []
+    for digit in range(10):
+        segments = np.asarray(list(fonts.lines_for_text(str(digit))), dtype=np.float32)
+        if segments.ndim != 3 or len(segments) == 0:
+            raise ValueError(f"Hershey font {font!r} has no strokes for the digit {digit}")
+        glyphs.append(segments)
+    return tuple(glyphs)
+
+
+class StrokeDigits(Dataset):
+    """Handwriting-like digits 0-9, MNIST-framed, made on demand.
+
+    Sample ``i`` has label ``i % 10`` and depends only on ``(seed, i)``, whatever the
+    batch it is fetched in. A DataLoader fetches batches through ``__getitems__``, which
+    strokes the whole batch at once.
+
+    Args:
+        length: number of samples.
+        image_size: side of the square images in pixels, at least 8.
+        seed: base seed.
+        channels: 1 (gray) or 3 (the gray image repeated).
+        fonts: Hershey font names; default :data:`STROKE_FONTS`.
+        jitter: strength of the smooth random bending of the pen path, as a fraction of
+            the glyph's size (0: the font's exact shape).
+        max_rotation: largest rotation in degrees.
+        max_shear: largest horizontal shear (slant), as ``dx / dy``.
+        max_stretch: largest aspect change, as a factor (1.3: up to 30 % wider or taller).
+        min_width: thinnest pen, in pixels of a 28-pixel image.
+        max_width: thickest pen, in pixels of a 28-pixel image.
+        polarity: ``light_on_dark`` (MNIST) or ``dark_on_light`` (ink on paper).
+    """
+
+    def __init__(
+        self,
+        length: int = 50_000,
+        image_size: int = 28,
+        seed: int = 0,
+        channels: Literal[1, 3] = 1,
+        fonts: Sequence[str] | None = None,
+        jitter: float = 0.04,
+        max_rotation: float = 15.0,
+        max_shear: float = 0.4,
+        max_stretch: float = 1.3,
+        min_width: float = 1.0,
+        max_width: float = 3.2,
+        polarity: Literal["light_on_dark", "dark_on_light"] = "light_on_dark",
+    ) -> None:
+        _check(length >= 0, f"length must be >= 0, got {length}")
+        _check(image_size >= 8, f"image_size must be at least 8, got {image_size}")
+        _check(channels in (1, 3), f"channels must be 1 or 3, got {channels}")
+        _check(jitter >= 0, f"jitter must be >= 0, got {jitter}")
+        _check(max_stretch >= 1, f"max_stretch must be >= 1, got {max_stretch}")
+        _check(
+            0 < min_width <= max_width,
+            f"need 0 < min_width <= max_width, got {min_width} and {max_width}",
+        )
+        _check(
+            polarity in ("light_on_dark", "dark_on_light"),
+            f"polarity must be 'light_on_dark' or 'dark_on_light', got {polarity!r}",
+        )
+        self.fonts = tuple(fonts) if fonts else STROKE_FONTS
+        _check(len(self.fonts) > 0, "fonts must name at least one Hershey font")
+        self.glyphs = [digit_strokes(font) for font in self.fonts]  # fails early on a typo
+        self.length, self.image_size, self.seed, self.channels = length, image_size, seed, channels
+        self.jitter, self.max_rotation = float(jitter), float(max_rotation)
+        self.max_shear, self.max_stretch = float(max_shear), float(max_stretch)
+        self.min_width, self.max_width = float(min_width), float(max_width)
+        self.polarity = polarity
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = self.__getitems__([index])[0]
+        return image, label
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, int]]:
+        indices = [self._checked(i) for i in indices]
+        if not indices:
+            return []
+        paths, widths = zip(*(self._path(i) for i in indices), strict=True)
+        images = self._stroke(list(paths), torch.tensor(widths, dtype=torch.float32))
+        if self.polarity == "dark_on_light":
+            images = 1 - images
+        images = images[:, None].expand(-1, self.channels, -1, -1).contiguous()
+        return [(images[k], i % 10) for k, i in enumerate(indices)]
+
+    def _checked(self, index: int) -> int:
+        index = operator.index(index)
+        if index < 0:
+            index += self.length
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for StrokeDigits of length {self.length}")
+        return index
+
+    def _path(self, index: int) -> tuple[np.ndarray, float]:
+        """Segments of sample ``index`` in pixels, and its pen width in pixels."""
+        rng = np.random.default_rng((self.seed, index))
+        segments = self.glyphs[rng.integers(len(self.glyphs))][index % 10]
+        points = segments.reshape(-1, 2).astype(np.float64)
+        low, high = points.min(0), points.max(0)
+        points = (points - (low + high) / 2) / max(float((high - low).max()), 1e-6)
+        if self.jitter > 0:  # a smooth displacement field: low cosine modes over the glyph
+            modes = np.arange(3)
+            coefficients = rng.normal(0.0, self.jitter, size=(2, 3, 3))
+            basis_x = np.cos(math.pi * modes[None, :] * (points[:, :1] + 0.5))  # P x 3
+            basis_y = np.cos(math.pi * modes[None, :] * (points[:, 1:] + 0.5))
+            field = np.einsum("pa,pb,cab->pc", basis_x, basis_y, coefficients)
+            points = points + field
+        angle = math.radians(rng.uniform(-self.max_rotation, self.max_rotation))
+        shear = rng.uniform(-self.max_shear, self.max_shear)
+        stretch = math.exp(rng.uniform(-1, 1) * math.log(self.max_stretch))
+        rotation = np.array(
+            [[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]
+        )
+        affine = rotation @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.diag([stretch, 1 / stretch])
+        points = points @ affine.T
+        low, high = points.min(0), points.max(0)
+        size = self.image_size
+        scale = _BOX_FRACTION * size / max(float((high - low).max()), 1e-6)
+        points = (points - (low + high) / 2) * scale * rng.uniform(0.85, 1.0) + size / 2
+        width = rng.uniform(self.min_width, self.max_width) * size / _REFERENCE_SIZE
+        return points.reshape(-1, 2, 2).astype(np.float32), width
+
+    def _stroke(self, paths: list[np.ndarray], widths: torch.Tensor) -> torch.Tensor:
+        """``B x S x S`` anti-aliased pen strokes, each image centred by its centre of mass."""
+        size = self.image_size
+        count = max(len(path) for path in paths)
+        # Pad with copies of the first segment: the minimum distance is unchanged.
+        padded = np.stack([np.concatenate([p, np.repeat(p[:1], count - len(p), 0)]) for p in paths])
+        start = torch.from_numpy(padded[:, :, 0])  # B x N x 2
+        along = torch.from_numpy(padded[:, :, 1]) - start
+        centres = torch.arange(size, dtype=torch.float32) + 0.5
+        pixels = torch.stack(torch.meshgrid(centres, centres, indexing="xy"), -1).view(1, -1, 1, 2)
+        offset = pixels - start[:, None]  # B x P x N x 2
+        length2 = (along * along).sum(-1).clamp_min(1e-12)[:, None]  # B x 1 x N
+        t = ((offset * along[:, None]).sum(-1) / length2).clamp(0, 1)
+        distance = (offset - t[..., None] * along[:, None]).square().sum(-1).amin(-1).sqrt()
+        ink = (widths[:, None] / 2 - distance + 0.5).clamp(0, 1).view(-1, size, size)
+        # Centre of mass to the middle, as MNIST's preprocessing does.
+        mass = ink.sum((1, 2)).clamp_min(1e-6)
+        row = (ink.sum(2) * centres).sum(1) / mass
+        col = (ink.sum(1) * centres).sum(1) / mass
+        theta = torch.zeros(len(ink), 2, 3)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1
+        theta[:, 0, 2] = (col - size / 2) * 2 / size
+        theta[:, 1, 2] = (row - size / 2) * 2 / size
+        grid = F.affine_grid(theta, [len(ink), 1, size, size], align_corners=False)
+        return F.grid_sample(ink[:, None], grid, align_corners=False)[:, 0].clamp(0, 1)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
