@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -44,9 +44,11 @@ STROKE_FONTS: tuple[str, ...] = (
 _BOX_FRACTION = 20 / 28
 #: Pen widths are given in pixels of a 28-pixel image and scale with ``image_size``.
 _REFERENCE_SIZE = 28
+#: Handwritten digits are narrower than font glyphs (MNIST: 14.6 px wide, 19.8 px tall).
+_HANDWRITING_ASPECT = 0.8
 
 
-@lru_cache(maxsize=None)
+@cache
 def digit_strokes(font: str) -> tuple[np.ndarray, ...]:
     """The ten digits of a Hershey font as line segments, ``S x 2 (ends) x 2 (x, y)``.
 
@@ -178,13 +180,15 @@ class StrokeDigits(Dataset):
         rotation = np.array(
             [[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]
         )
-        affine = rotation @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.diag([stretch, 1 / stretch])
+        aspect = np.diag([stretch * math.sqrt(_HANDWRITING_ASPECT), 1 / stretch])
+        affine = rotation @ np.array([[1.0, shear], [0.0, 1.0]]) @ aspect
         points = points @ affine.T
         low, high = points.min(0), points.max(0)
         size = self.image_size
-        scale = _BOX_FRACTION * size / max(float((high - low).max()), 1e-6)
-        points = (points - (low + high) / 2) * scale * rng.uniform(0.85, 1.0) + size / 2
         width = rng.uniform(self.min_width, self.max_width) * size / _REFERENCE_SIZE
+        # The inked box, pen included, fills the MNIST box on its longer side.
+        scale = (_BOX_FRACTION * size - width) / max(float((high - low).max()), 1e-6)
+        points = (points - (low + high) / 2) * scale * rng.uniform(0.85, 1.0) + size / 2
         return points.reshape(-1, 2, 2).astype(np.float32), width
 
     def _stroke(self, paths: list[np.ndarray], widths: torch.Tensor) -> torch.Tensor:
