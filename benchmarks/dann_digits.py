@@ -49,6 +49,7 @@ from lightning_synth.datamodules import MixedDomainDataModule, TorchvisionDigits
 from lightning_synth.datamodules.sources import DomainSource
 from lightning_synth.nn import DomainClassifier, GaninDigitNet, MLPHead
 from lightning_synth.rendering.digits import RenderedDigits
+from lightning_synth.rendering.strokes import StrokeDigits
 from lightning_synth.tasks import DANN
 
 ARMS = ("source_only", "dann", "train_on_real")
@@ -111,6 +112,10 @@ class PrerenderedDigits(DomainSource):
         style: ``raw`` (the renderer's gray images) or ``mnist`` (see :func:`mnist_style`).
         neighbor_prob: chance of cut-off neighbouring digits at each side.
         max_noise: largest pixel-noise standard deviation.
+        elastic_alpha: elastic distortion of the training images, pixels (0: none).
+        renderer: ``fonts`` (:class:`RenderedDigits`) or ``strokes`` (:class:`StrokeDigits`,
+            handwriting-like and already MNIST-framed: ``style`` and the font options
+            do not apply).
     """
 
     def __init__(
@@ -121,10 +126,20 @@ class PrerenderedDigits(DomainSource):
         neighbor_prob: float,
         max_noise: float,
         elastic_alpha: float = 0.0,
+        renderer: str = "fonts",
     ) -> None:
         self._data = {}
         for stage, length, seed in (("train", train_length, 0), ("test", test_length, 7)):
-            renderer = RenderedDigits(
+            if renderer == "strokes":
+                strokes = StrokeDigits(length=length, image_size=28, seed=seed)
+                chunks = [
+                    strokes.__getitems__(range(start, min(start + 512, length)))
+                    for start in range(0, length, 512)
+                ]
+                images = torch.stack([image for chunk in chunks for image, _ in chunk])
+                self._data[stage] = _Tensors(images, torch.arange(length) % 10)
+                continue
+            renderer_ = RenderedDigits(
                 length=length,
                 image_size=28,
                 channels=1,
@@ -132,7 +147,7 @@ class PrerenderedDigits(DomainSource):
                 neighbor_prob=neighbor_prob,
                 max_noise=max_noise,
             )
-            images = torch.stack([renderer[i][0] for i in range(length)])
+            images = torch.stack([renderer_[i][0] for i in range(length)])
             labels = torch.arange(length) % 10
             if style == "mnist":
                 images = mnist_style(images)
@@ -327,6 +342,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms to run")
     parser.add_argument("--style", choices=("raw", "mnist"), default="mnist")
+    parser.add_argument(
+        "--renderer", choices=("fonts", "strokes"), default="fonts", help="rendered digits"
+    )
     parser.add_argument("--neighbor-prob", type=float, default=0.0)
     parser.add_argument("--max-noise", type=float, default=0.05)
     parser.add_argument("--elastic", type=float, default=0.0, help="elastic distortion, px")
@@ -353,7 +371,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
     rendered = PrerenderedDigits(
-        args.rendered_train, 1000, args.style, args.neighbor_prob, args.max_noise, args.elastic
+        args.rendered_train,
+        1000,
+        args.style,
+        args.neighbor_prob,
+        args.max_noise,
+        args.elastic,
+        args.renderer,
     )
     render_s = time.perf_counter() - began
     print(f"rendered {args.rendered_train + 1000} images in {render_s:.0f} s", flush=True)
