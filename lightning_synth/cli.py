@@ -204,6 +204,21 @@ def main(args: list[str] | None = None) -> None:
         print(f"lightning-synth: error: {error}", file=sys.stderr)
         print("(set LIGHTNING_SYNTH_DEBUG=1 to see the traceback)", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Shut a DDP process group down before exit.
+
+    Left to interpreter teardown, gloo's threads are destroyed while still joinable and
+    the process aborts ("terminate called without an active exception") after a run
+    that succeeded, now and then, so the launcher reports a failure.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
