@@ -282,7 +282,7 @@ def main() -> None:
     parser.add_argument(
         "--data-dir", type=Path, required=True, help="folder with the MNIST t10k files"
     )
-    parser.add_argument("--g-steps", type=int, default=3000, help="generator steps")
+    parser.add_argument("--g-steps", type=int, default=16000, help="generator steps")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--width", type=int, default=32, help="G's last / D's first width")
     parser.add_argument("--latent-dim", type=int, default=64)
@@ -292,7 +292,7 @@ def main() -> None:
     parser.add_argument("--class-loss-weight", type=float, default=1.0, help="AC-GAN term")
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--ema-decay", type=float, default=0.999)
-    parser.add_argument("--generated", type=int, default=5000, help="generated training images")
+    parser.add_argument("--generated", type=int, default=60000, help="generated training images")
     parser.add_argument("--clf-steps", type=int, default=1500, help="classifier steps (both arms)")
     parser.add_argument("--clf-lr", type=float, default=2e-3)
     parser.add_argument("--speed-steps", type=int, default=30, help="steps per speed timing")
