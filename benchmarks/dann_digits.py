@@ -43,9 +43,10 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
+from mnist_protocol import mnist_source  # benchmarks/, next to this script
 from torch.utils.data import Dataset
 
-from lightning_synth.datamodules import MixedDomainDataModule, TorchvisionDigits
+from lightning_synth.datamodules import MixedDomainDataModule
 from lightning_synth.datamodules.sources import DomainSource
 from lightning_synth.nn import DomainClassifier, GaninDigitNet, MLPHead
 from lightning_synth.rendering.digits import RenderedDigits
@@ -53,7 +54,6 @@ from lightning_synth.rendering.strokes import StrokeDigits
 from lightning_synth.tasks import DANN
 
 ARMS = ("source_only", "dann", "train_on_real")
-_MNIST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 
 def mnist_style(images: torch.Tensor) -> torch.Tensor:
@@ -158,26 +158,6 @@ class PrerenderedDigits(DomainSource):
 
     def dataset(self, stage: str) -> Dataset:
         return self._data[stage]
-
-
-def mnist_source(data_dir: Path, root: Path) -> TorchvisionDigits:
-    """The MNIST-test protocol: train (the adaptation pool) 0-4999, test 5000-9999."""
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for name in _MNIST_FILES:
-        if not (data_dir / name).is_file():
-            raise FileNotFoundError(f"{data_dir / name} not found; pass --data-dir")
-        if not (raw / name).exists():
-            (raw / name).symlink_to((data_dir / name).resolve())
-    return TorchvisionDigits(
-        name="MNIST",
-        root=str(root),
-        train_split="test",
-        train_range=(0, 5000),
-        val_fraction=0.0,
-        test_split="test",
-        test_range=(5000, 10000),
-    )
 
 
 class _Progress(Callback):

@@ -33,38 +33,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback, Trainer, seed_everything
+from mnist_protocol import mnist_source  # benchmarks/, next to this script
 from torch.utils.data import DataLoader, Dataset
 from torchvision.utils import save_image
 
 from lightning_synth.batch import REAL, make_sample
-from lightning_synth.datamodules import GeneratedSource, MixedDomainDataModule, TorchvisionDigits
+from lightning_synth.datamodules import GeneratedSource, MixedDomainDataModule
 from lightning_synth.metrics.generative import DomainFeatures, GenerativeScores
 from lightning_synth.nn import GaninDigitNet
 from lightning_synth.nn.gan_losses import discriminator_loss, generator_loss
 from lightning_synth.tasks import GAN, ImageClassifier
 
-_MNIST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def mnist_source(data_dir: Path, root: Path) -> TorchvisionDigits:
-    """Images 0-4999 of MNIST's test split for training, 5000-9999 for evaluation."""
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for name in _MNIST_FILES:
-        if not (data_dir / name).is_file():
-            raise FileNotFoundError(f"{data_dir / name} not found; pass --data-dir")
-        if not (raw / name).exists():
-            (raw / name).symlink_to((data_dir / name).resolve())
-    return TorchvisionDigits(
-        name="MNIST",
-        root=str(root),
-        train_split="test",
-        train_range=(0, 5000),
-        val_fraction=0.0,
-        test_split="test",
-        test_range=(5000, 10000),
-    )
 
 
 def tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
