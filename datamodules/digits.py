@@ -17,7 +17,23 @@ __all__ = ["RenderedDigitsSource", "StrokeDigitsSource"]
 _STAGE_SEED_OFFSET: dict[str, int] = {"train": 0, "val": 1_000_003, "test": 2_000_003}
 
 
-class RenderedDigitsSource(DomainSource):
+class _RendererSource(DomainSource):
+    """A renderer dataset class as a source: one instance per stage, seeds kept apart."""
+
+    renderer: type[RenderedDigits] | type[StrokeDigits]
+
+    def __init__(self, lengths: dict[str, int], seed: int, options: dict[str, object]) -> None:
+        self.lengths, self.seed, self.options = lengths, seed, options
+        # Build one renderer now so that bad arguments fail at config time, not mid-fit.
+        self.dataset("val")
+
+    def dataset(self, stage: Stage) -> RenderedDigits | StrokeDigits:
+        return self.renderer(
+            length=self.lengths[stage], seed=self.seed + _STAGE_SEED_OFFSET[stage], **self.options
+        )
+
+
+class RenderedDigitsSource(_RendererSource):
     """Rendered digits 0-9 (:class:`~lightning_synth.rendering.RenderedDigits`), split by seed.
 
     Args:
@@ -34,6 +50,8 @@ class RenderedDigitsSource(DomainSource):
         max_noise: largest standard deviation of the added pixel noise.
     """
 
+    renderer = RenderedDigits
+
     def __init__(
         self,
         train_length: int = 50_000,
@@ -48,8 +66,8 @@ class RenderedDigitsSource(DomainSource):
         max_blur: float = 1.0,
         max_noise: float = 0.05,
     ) -> None:
-        self.lengths = {"train": train_length, "val": val_length, "test": test_length}
-        self.options = {
+        lengths = {"train": train_length, "val": val_length, "test": test_length}
+        options = {
             "image_size": image_size,
             "channels": channels,
             "fonts": fonts,
@@ -58,17 +76,10 @@ class RenderedDigitsSource(DomainSource):
             "max_blur": max_blur,
             "max_noise": max_noise,
         }
-        self.seed = seed
-        # Build one renderer now so that bad arguments fail at config time, not mid-fit.
-        self.dataset("val")
-
-    def dataset(self, stage: Stage) -> RenderedDigits:
-        return RenderedDigits(
-            length=self.lengths[stage], seed=self.seed + _STAGE_SEED_OFFSET[stage], **self.options
-        )
+        super().__init__(lengths, seed, options)
 
 
-class StrokeDigitsSource(DomainSource):
+class StrokeDigitsSource(_RendererSource):
     """Handwriting-like digits (:class:`~lightning_synth.rendering.StrokeDigits`): Hershey
     pen paths bent, slanted and stroked at random, framed like MNIST; split by seed.
 
@@ -92,6 +103,8 @@ class StrokeDigitsSource(DomainSource):
         polarity: ``light_on_dark`` (MNIST) or ``dark_on_light``.
     """
 
+    renderer = StrokeDigits
+
     def __init__(
         self,
         train_length: int = 50_000,
@@ -109,8 +122,8 @@ class StrokeDigitsSource(DomainSource):
         max_width: float = 3.2,
         polarity: Literal["light_on_dark", "dark_on_light"] = "light_on_dark",
     ) -> None:
-        self.lengths = {"train": train_length, "val": val_length, "test": test_length}
-        self.options = {
+        lengths = {"train": train_length, "val": val_length, "test": test_length}
+        options = {
             "image_size": image_size,
             "channels": channels,
             "fonts": list(fonts) if fonts else None,
@@ -122,10 +135,4 @@ class StrokeDigitsSource(DomainSource):
             "max_width": max_width,
             "polarity": polarity,
         }
-        self.seed = seed
-        self.dataset("val")  # bad arguments fail at config time, not mid-fit
-
-    def dataset(self, stage: Stage) -> StrokeDigits:
-        return StrokeDigits(
-            length=self.lengths[stage], seed=self.seed + _STAGE_SEED_OFFSET[stage], **self.options
-        )
+        super().__init__(lengths, seed, options)
