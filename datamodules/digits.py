@@ -80,8 +80,9 @@ class RenderedDigitsSource(_RendererSource):
 
 
 class StrokeDigitsSource(_RendererSource):
-    """Handwriting-like digits (:class:`~lightning_synth.rendering.StrokeDigits`): Hershey
-    pen paths bent, slanted and stroked at random, framed like MNIST; split by seed.
+    """Handwriting-like digits (:class:`~lightning_synth.rendering.StrokeDigits`): hand-drawn
+    and Hershey pen paths bent, slanted and stroked at random, framed like MNIST; split by
+    seed.
 
     The rendered domain to pair with handwritten real digits (MNIST, scans of forms):
     printed fonts differ from handwriting in shape, which no feature alignment undoes.
@@ -101,6 +102,9 @@ class StrokeDigitsSource(_RendererSource):
         min_width: thinnest pen in pixels of a 28-pixel image.
         max_width: thickest pen in pixels of a 28-pixel image.
         polarity: ``light_on_dark`` (MNIST) or ``dark_on_light``.
+        hand_fraction: share of samples drawn from the built-in hand-drawn digit shapes
+            (open 4s, straight-stemmed 9s, ...) rather than a Hershey font.
+        edge_softness: pixels over which the pen's edge fades.
     """
 
     renderer = StrokeDigits
@@ -118,9 +122,11 @@ class StrokeDigitsSource(_RendererSource):
         max_rotation: float = 15.0,
         max_shear: float = 0.4,
         max_stretch: float = 1.3,
-        min_width: float = 1.0,
-        max_width: float = 3.2,
+        min_width: float = 2.0,
+        max_width: float = 3.5,
         polarity: Literal["light_on_dark", "dark_on_light"] = "light_on_dark",
+        hand_fraction: float = 0.75,
+        edge_softness: float = 1.5,
     ) -> None:
         lengths = {"train": train_length, "val": val_length, "test": test_length}
         options = {
@@ -134,5 +140,7 @@ class StrokeDigitsSource(_RendererSource):
             "min_width": min_width,
             "max_width": max_width,
             "polarity": polarity,
+            "hand_fraction": hand_fraction,
+            "edge_softness": edge_softness,
         }
         super().__init__(lengths, seed, options)

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from lightning_synth.rendering.handwriting import hand_digit_strokes
+
 __all__ = ["STROKE_FONTS", "StrokeDigits", "digit_strokes"]
 
 #: Hershey fonts with distinct digit shapes: sans, serif, italic, script and cursive.
@@ -95,6 +97,11 @@ class StrokeDigits(Dataset):
         min_width: thinnest pen, in pixels of a 28-pixel image.
         max_width: thickest pen, in pixels of a 28-pixel image.
         polarity: ``light_on_dark`` (MNIST) or ``dark_on_light`` (ink on paper).
+        hand_fraction: share of samples drawn from the hand-drawn variants of
+            :data:`~lightning_synth.rendering.handwriting.HAND_ALLOGRAPHS` (open 4s,
+            straight-stemmed 9s, bare 1s, ...) instead of a Hershey font.
+        edge_softness: width in pixels over which the pen's edge fades (1: a crisp,
+            anti-aliased edge; larger: the blurred edges of scanned handwriting).
     """
 
     def __init__(
@@ -108,9 +115,11 @@ class StrokeDigits(Dataset):
         max_rotation: float = 15.0,
         max_shear: float = 0.4,
         max_stretch: float = 1.3,
-        min_width: float = 1.0,
-        max_width: float = 3.2,
+        min_width: float = 2.0,
+        max_width: float = 3.5,
         polarity: Literal["light_on_dark", "dark_on_light"] = "light_on_dark",
+        hand_fraction: float = 0.75,
+        edge_softness: float = 1.5,
     ) -> None:
         _check(length >= 0, f"length must be >= 0, got {length}")
         _check(image_size >= 8, f"image_size must be at least 8, got {image_size}")
@@ -125,6 +134,8 @@ class StrokeDigits(Dataset):
             polarity in ("light_on_dark", "dark_on_light"),
             f"polarity must be 'light_on_dark' or 'dark_on_light', got {polarity!r}",
         )
+        _check(0 <= hand_fraction <= 1, f"hand_fraction must be in [0, 1], got {hand_fraction}")
+        _check(edge_softness > 0, f"edge_softness must be > 0, got {edge_softness}")
         self.fonts = tuple(fonts) if fonts else STROKE_FONTS
         _check(len(self.fonts) > 0, "fonts must name at least one Hershey font")
         self.glyphs = [digit_strokes(font) for font in self.fonts]  # fails early on a typo
@@ -133,6 +144,7 @@ class StrokeDigits(Dataset):
         self.max_shear, self.max_stretch = float(max_shear), float(max_stretch)
         self.min_width, self.max_width = float(min_width), float(max_width)
         self.polarity = polarity
+        self.hand_fraction, self.edge_softness = float(hand_fraction), float(edge_softness)
 
     def __len__(self) -> int:
         return self.length
@@ -163,10 +175,18 @@ class StrokeDigits(Dataset):
     def _path(self, index: int) -> tuple[np.ndarray, float]:
         """Segments of sample ``index`` in pixels, and its pen width in pixels."""
         rng = np.random.default_rng((self.seed, index))
-        segments = self.glyphs[rng.integers(len(self.glyphs))][index % 10]
+        # A fixed number of draws, whatever the choice, so the later draws do not depend
+        # on the number of fonts or variants.
+        by_hand, pick = rng.random() < self.hand_fraction, rng.random()
+        if by_hand:  # drawn at its own width: no font-to-handwriting narrowing
+            variants = hand_digit_strokes()[index % 10]
+            segments = variants[int(pick * len(variants))]
+        else:
+            segments = self.glyphs[int(pick * len(self.glyphs))][index % 10]
         points = segments.reshape(-1, 2).astype(np.float64)
         low, high = points.min(0), points.max(0)
-        points = (points - (low + high) / 2) / max(float((high - low).max()), 1e-6)
+        # Normalised by height so that a glyph's own width survives.
+        points = (points - (low + high) / 2) / max(float(high[1] - low[1]), 1e-6)
         if self.jitter > 0:  # a smooth displacement field: low cosine modes over the glyph
             modes = np.arange(3)
             coefficients = rng.normal(0.0, self.jitter, size=(2, 3, 3))
@@ -180,7 +200,8 @@ class StrokeDigits(Dataset):
         rotation = np.array(
             [[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]
         )
-        aspect = np.diag([stretch * math.sqrt(_HANDWRITING_ASPECT), 1 / stretch])
+        narrowing = 1.0 if by_hand else math.sqrt(_HANDWRITING_ASPECT)
+        aspect = np.diag([stretch * narrowing, 1 / stretch])
         affine = rotation @ np.array([[1.0, shear], [0.0, 1.0]]) @ aspect
         points = points @ affine.T
         low, high = points.min(0), points.max(0)
@@ -205,7 +226,8 @@ class StrokeDigits(Dataset):
         length2 = (along * along).sum(-1).clamp_min(1e-12)[:, None]  # B x 1 x N
         t = ((offset * along[:, None]).sum(-1) / length2).clamp(0, 1)
         distance = (offset - t[..., None] * along[:, None]).square().sum(-1).amin(-1).sqrt()
-        ink = (widths[:, None] / 2 - distance + 0.5).clamp(0, 1).view(-1, size, size)
+        edge = (widths[:, None] / 2 - distance) / self.edge_softness
+        ink = (edge + 0.5).clamp(0, 1).view(-1, size, size)
         # Centre of mass to the middle, as MNIST's preprocessing does.
         mass = ink.sum((1, 2)).clamp_min(1e-6)
         row = (ink.sum(2) * centres).sum(1) / mass

@@ -1,12 +1,19 @@
-"""StrokeDigits: Hershey pen paths, deterministic per index, framed like MNIST."""
+"""StrokeDigits: hand-drawn and Hershey pen paths, deterministic per index, MNIST-framed."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from lightning_synth.batch import DOMAIN, IMAGE, LABEL, RENDERED
 from lightning_synth.datamodules import MixedDomainDataModule, SklearnDigits, StrokeDigitsSource
+from lightning_synth.rendering.handwriting import (
+    HAND_ALLOGRAPHS,
+    HAND_WIDTHS,
+    hand_digit_strokes,
+    spline_segments,
+)
 from lightning_synth.rendering.strokes import STROKE_FONTS, StrokeDigits, digit_strokes
 
 
@@ -57,7 +64,7 @@ def test_the_plain_font_shape_comes_through() -> None:
     # No bending, slant, rotation or stretch: a sans-serif "1" is a vertical bar (with a
     # short flag at the top).
     plain = StrokeDigits(
-        length=10, fonts=["futural"], jitter=0, max_rotation=0, max_shear=0, max_stretch=1,
+        length=10, fonts=["futural"], hand_fraction=0, jitter=0, max_rotation=0, max_shear=0, max_stretch=1,
         min_width=2, max_width=2,
     )  # fmt: skip
     one = plain[1][0][0]
@@ -66,7 +73,7 @@ def test_the_plain_font_shape_comes_through() -> None:
     assert columns <= 3 and rows >= 15
     # Larger images scale the pen too: about the same share of ink.
     big = StrokeDigits(
-        length=10, image_size=56, fonts=["futural"], jitter=0, max_rotation=0, max_shear=0,
+        length=10, image_size=56, fonts=["futural"], hand_fraction=0, jitter=0, max_rotation=0, max_shear=0,
         max_stretch=1, min_width=2, max_width=2,
     )[1][0][0]  # fmt: skip
     share = float((one > 0.5).float().mean())
@@ -84,6 +91,42 @@ def test_options_change_what_they_say() -> None:
     assert thick > 1.8 * thin
 
 
+def test_spline_passes_through_its_points_in_one_connected_path() -> None:
+    points = np.array([(0.0, 0.0), (0.5, 0.4), (1.0, 0.0), (1.0, 1.0)])
+    segments = spline_segments(points, pieces=5)
+    assert segments.shape == (15, 2, 2)
+    assert np.allclose(segments[1:, 0], segments[:-1, 1])  # each starts where the last ended
+    assert np.allclose(segments[::5, 0], points[:3], atol=1e-6)
+    assert np.allclose(segments[-1, 1], points[-1], atol=1e-6)
+    assert np.array_equal(spline_segments(points[:2]), points[None, :2].astype(np.float32))
+
+
+def test_hand_drawn_variants_cover_every_digit_inside_their_box() -> None:
+    shapes = hand_digit_strokes()
+    assert len(shapes) == 10
+    for digit, variants in enumerate(shapes):
+        assert len(variants) == len(HAND_ALLOGRAPHS[digit]) >= 2
+        for segments in variants:
+            assert segments.shape[1:] == (2, 2)
+            assert segments[..., 0].max() <= HAND_WIDTHS[digit] + 0.05
+            assert segments[..., 1].min() >= -0.05 and segments[..., 1].max() <= 1.05
+
+
+def test_hand_fraction_chooses_between_hand_drawn_and_font_shapes() -> None:
+    by_hand = _images(StrokeDigits(length=20, seed=2, hand_fraction=1.0), range(20))
+    by_hand_other_fonts = StrokeDigits(length=20, seed=2, hand_fraction=1.0, fonts=["scripts"])
+    assert torch.equal(_images(by_hand_other_fonts, range(20)), by_hand)  # fonts unused
+    from_fonts = _images(StrokeDigits(length=20, seed=2, hand_fraction=0.0), range(20))
+    assert not torch.equal(from_fonts, by_hand)
+
+
+def test_softer_edges_spread_the_ink() -> None:
+    crisp = StrokeDigits(length=10, seed=5, edge_softness=1.0)[3][0]
+    soft = StrokeDigits(length=10, seed=5, edge_softness=2.5)[3][0]
+    partial = lambda image: int(((image > 0.05) & (image < 0.95)).sum())  # noqa: E731
+    assert partial(soft) > 1.5 * partial(crisp)
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -92,6 +135,8 @@ def test_options_change_what_they_say() -> None:
         ({"image_size": 4}, "at least 8"),
         ({"polarity": "inverted"}, "polarity"),
         ({"max_stretch": 0.5}, "max_stretch"),
+        ({"hand_fraction": 1.5}, "hand_fraction"),
+        ({"edge_softness": 0.0}, "edge_softness"),
     ],
 )
 def test_bad_options_say_what_is_wrong(options: dict, message: str) -> None:
