@@ -215,17 +215,8 @@ class StrokeDigits(Dataset):
     def _stroke(self, paths: list[np.ndarray], widths: torch.Tensor) -> torch.Tensor:
         """``B x S x S`` anti-aliased pen strokes, each image centred by its centre of mass."""
         size = self.image_size
-        count = max(len(path) for path in paths)
-        # Pad with copies of the first segment: the minimum distance is unchanged.
-        padded = np.stack([np.concatenate([p, np.repeat(p[:1], count - len(p), 0)]) for p in paths])
-        start = torch.from_numpy(padded[:, :, 0])  # B x N x 2
-        along = torch.from_numpy(padded[:, :, 1]) - start
         centres = torch.arange(size, dtype=torch.float32) + 0.5
-        pixels = torch.stack(torch.meshgrid(centres, centres, indexing="xy"), -1).view(1, -1, 1, 2)
-        offset = pixels - start[:, None]  # B x P x N x 2
-        length2 = (along * along).sum(-1).clamp_min(1e-12)[:, None]  # B x 1 x N
-        t = ((offset * along[:, None]).sum(-1) / length2).clamp(0, 1)
-        distance = (offset - t[..., None] * along[:, None]).square().sum(-1).amin(-1).sqrt()
+        distance = _distance_to_paths(paths, size)
         edge = (widths[:, None] / 2 - distance) / self.edge_softness
         ink = (edge + 0.5).clamp(0, 1).view(-1, size, size)
         # Centre of mass to the middle, as MNIST's preprocessing does.
@@ -238,6 +229,41 @@ class StrokeDigits(Dataset):
         theta[:, 1, 2] = (row - size / 2) * 2 / size
         grid = F.affine_grid(theta, [len(ink), 1, size, size], align_corners=False)
         return F.grid_sample(ink[:, None], grid, align_corners=False)[:, 0].clamp(0, 1)
+
+
+def _distance_to_paths(paths: list[np.ndarray], size: int, group: int = 32) -> torch.Tensor:
+    """``B x size²`` distance from each pixel centre to the nearest segment of its path.
+
+    Paths of similar length are grouped so that little padding is computed; x and y stay
+    separate ``B x P x N`` tensors updated in place (4x less memory traffic than stacked
+    pairs).
+    """
+    centres = torch.arange(size, dtype=torch.float32) + 0.5
+    pixel_x = centres.repeat(size)[None, :, None]  # row-major: x varies fastest
+    pixel_y = centres.repeat_interleave(size)[None, :, None]
+    distance = torch.empty(len(paths), size * size)
+    order = np.argsort([len(path) for path in paths], kind="stable")
+    for members in np.array_split(order, max(1, math.ceil(len(paths) / group))):
+        count = max(len(paths[k]) for k in members)
+        # Padding with copies of the first segment leaves the minimum unchanged.
+        padded = torch.from_numpy(
+            np.stack(
+                [
+                    np.concatenate([paths[k], np.repeat(paths[k][:1], count - len(paths[k]), 0)])
+                    for k in members
+                ]
+            )
+        )  # G x N x 2 (ends) x 2 (x, y)
+        start_x, start_y = padded[:, None, :, 0, 0], padded[:, None, :, 0, 1]  # G x 1 x N
+        along_x = padded[:, None, :, 1, 0] - start_x
+        along_y = padded[:, None, :, 1, 1] - start_y
+        inverse_length2 = 1 / (along_x.square() + along_y.square()).clamp_min(1e-12)
+        offset_x, offset_y = pixel_x - start_x, pixel_y - start_y  # G x P x N
+        t = (offset_x * along_x).add_(offset_y * along_y).mul_(inverse_length2).clamp_(0, 1)
+        offset_x.sub_(t * along_x).square_()
+        offset_y.sub_(t.mul_(along_y)).square_()
+        distance[torch.from_numpy(members)] = offset_x.add_(offset_y).amin(-1).sqrt_()
+    return distance
 
 
 def _check(condition: bool, message: str) -> None:
