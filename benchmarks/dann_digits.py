@@ -14,9 +14,11 @@ evaluation set, used for nothing else. No model selection: each run is scored on
 last step. The gap closed is ``(dann - source_only) / (train_on_real - source_only)`` on
 the mean real accuracies. Test-time ``test/pad`` and the bound's terms are reported too.
 
-Rendered digits are made once per invocation (20,000 training images, 28 x 28 gray) and,
-with ``--style mnist`` (the default), restyled like MNIST: light strokes on black, each
-image stretched from its background level to its brightest pixel (:func:`mnist_style`).
+Rendered digits are made once per invocation (20,000 training images, 28 x 28 gray): by
+default handwriting-like pen strokes (:class:`StrokeDigits`, already MNIST-framed); with
+``--renderer fonts``, printed glyphs restyled like MNIST with ``--style mnist`` (the
+default): light strokes on black, each image stretched from its background level to its
+brightest pixel (:func:`mnist_style`).
 The defaults are the paper's optimisation (SGD, momentum 0.9, ``mu0 = 0.01`` annealed,
 lambda schedule with gamma 10) with 1,500 steps of 128; ``--jobs 2`` runs two single-thread
 runs at a time on a 2-core machine. Other switches (``--optimizer``, ``--adaptation-weight``,
@@ -323,7 +325,7 @@ def main() -> None:
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms to run")
     parser.add_argument("--style", choices=("raw", "mnist"), default="mnist")
     parser.add_argument(
-        "--renderer", choices=("fonts", "strokes"), default="fonts", help="rendered digits"
+        "--renderer", choices=("fonts", "strokes"), default="strokes", help="rendered digits"
     )
     parser.add_argument("--neighbor-prob", type=float, default=0.0)
     parser.add_argument("--max-noise", type=float, default=0.05)

@@ -1,12 +1,13 @@
-"""Handwriting-like digits drawn from single-stroke (Hershey) fonts.
+"""Handwriting-like digits drawn as pen paths: hand-drawn shapes and Hershey fonts.
 
 Printed TrueType glyphs (:class:`~lightning_synth.rendering.RenderedDigits`) differ from
 handwriting in shape more than in texture: serifs, closed 4s, flat-topped 7s, uniform
-stroke weight. Hershey fonts describe each glyph as the pen's path, so a digit can be
-drawn the way a hand draws it: the path is bent by a smooth random displacement, slanted,
-rotated and stretched, and stroked with a pen of random width. The result is framed like
-MNIST: light strokes on black, the digit scaled into a 20/28 box and centred by its
-centre of mass.
+stroke weight. Hershey fonts describe each glyph as the pen's path, and
+:mod:`~lightning_synth.rendering.handwriting` adds hand-drawn paths in the shapes people
+write (open 4s, straight-stemmed 9s, ...), so a digit can be drawn the way a hand draws
+it: the path is bent by a smooth random displacement, slanted, rotated and stretched, and
+stroked with a soft-edged pen of random width. The result is framed like MNIST: light
+strokes on black, the digit scaled into a 20/28 box and centred by its centre of mass.
 
 The glyph paths come from the ``Hershey-Fonts`` package (MIT; the font data of Dr. A. V.
 Hershey, 1967), a dependency of lightning-synth, so nothing is downloaded.
