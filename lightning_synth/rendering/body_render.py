@@ -10,18 +10,21 @@ the first hit is the smallest of one ray/cylinder and two ray/sphere quadratics 
 the scaled frame. Rays leave the camera origin through pixel centres with direction
 ``((u - cx) / fx, (v - cy) / fy, 1)``, so the ray parameter *is* the depth ``z``.
 
-Only the pixels inside each primitive's projected 3-D bounding box are tested, and a
-single ``scatter_reduce(amin)`` over keys packing (depth bits, primitive index) resolves
-visibility, so the work is proportional to the area the body covers.
+Only pixels that can see a primitive are tested: per row of its projected 3-D bounding
+box, the span of the 2-D "stadium" around the projected segment whose radius bounds the
+projected radius (:func:`capsule_row_spans`; a diagonal limb covers a small part of its
+box). A single ``scatter_reduce(amin)`` over keys packing (depth bits, primitive index)
+resolves visibility, so the work is proportional to the area the body covers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
-__all__ = ["raycast_capsules", "capsule_bounding_boxes"]
+__all__ = ["capsule_bounding_boxes", "capsule_row_spans", "raycast_capsules"]
 
 _NEAR = 0.02  # metres; boxes of primitives closer than this to the camera plane cover all
 
@@ -60,6 +63,80 @@ def capsule_bounding_boxes(
     v1 = torch.where(near, height - 1, v.amax(-1).ceil()).clamp(-1, height - 1)
     u1 = torch.where(behind, -1, u1)
     return torch.stack([u0, v0, u1, v1], -1).long()
+
+
+def capsule_row_spans(
+    centers: torch.Tensor,
+    axes: torch.Tensor,
+    radii: torch.Tensor,
+    half_lengths: torch.Tensor,
+    intrinsics: torch.Tensor,
+    boxes: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row of each box, the pixel columns whose rays can hit the primitive.
+
+    A point of the primitive is the segment point ``s`` plus an offset ``w`` with
+    ``|w| <= max(radii)``; perspective moves its image at most
+    ``f |w| |s| / (s_z (s_z - |w|))`` pixels from the image of ``s``, and the segment's
+    image is the segment between its projected ends. So every hit lies in the 2-D stadium
+    of that radius around the projected segment; a row meets it in one interval, bounded
+    by the end disks and the two long sides. Primitives within one radius of the camera
+    plane keep their whole box rows.
+
+    Args:
+        centers, axes, radii, half_lengths, intrinsics: as in :func:`raycast_capsules`.
+        boxes: ``(B * P, 4)`` from :func:`capsule_bounding_boxes`, flattened.
+
+    Returns:
+        ``primitive``, ``v``, ``u0``, ``u1`` per row (``u1 < u0``: nothing to test), long.
+    """
+    dtype = centers.dtype
+    prims = centers.shape[1]
+    tip = (axes[..., 1] * half_lengths[..., None]).flatten(0, 1)
+    ends = torch.stack([centers.flatten(0, 1) + tip, centers.flatten(0, 1) - tip], 1)  # N,2,3
+    k = intrinsics.repeat_interleave(prims, 0)  # N x 4
+    radius = radii.amax(-1).flatten()
+    z = ends[..., 2]
+    z_min = z.amin(1)
+    usable = z_min - radius > _NEAR
+    safe_z = z.clamp_min(_NEAR)
+    px = k[:, None, 0] * ends[..., 0] / safe_z + k[:, None, 2]  # N x 2 (the two ends)
+    py = k[:, None, 1] * ends[..., 1] / safe_z + k[:, None, 3]
+    reach = ends.norm(dim=-1).amax(1) / (z_min * (z_min - radius).clamp_min(_NEAR))
+    # One pixel of slack for rounding in float32.
+    r_px = k[:, :2].amax(1) * radius * reach + 1.0
+
+    box_h = (boxes[:, 3] - boxes[:, 1] + 1).clamp_min(0)
+    primitive = torch.repeat_interleave(torch.arange(len(boxes), device=boxes.device), box_h)
+    first = torch.cumsum(box_h, 0) - box_h
+    v = boxes[primitive, 1] + torch.arange(len(primitive), device=boxes.device) - first[primitive]
+    row_y = v.to(dtype)
+    ax, bx, ay, by = px[primitive, 0], px[primitive, 1], py[primitive, 0], py[primitive, 1]
+    r = r_px[primitive]
+    inf = torch.full_like(row_y, float("inf"))
+    lo, hi = inf, -inf
+    for cx, cy in ((ax, ay), (bx, by)):  # the end disks
+        dy = row_y - cy
+        half = (r * r - dy * dy).clamp_min(0).sqrt()
+        inside = dy.abs() <= r
+        lo = torch.where(inside, torch.minimum(lo, cx - half), lo)
+        hi = torch.where(inside, torch.maximum(hi, cx + half), hi)
+    length = torch.hypot(bx - ax, by - ay).clamp_min(1e-6)
+    nx, ny = -(by - ay) / length * r, (bx - ax) / length * r
+    for sign in (1.0, -1.0):  # the long sides, A + s n -> B + s n
+        p_x, p_y, q_x, q_y = ax + sign * nx, ay + sign * ny, bx + sign * nx, by + sign * ny
+        crosses = ((p_y - row_y) * (q_y - row_y) <= 0) & (p_y != q_y)
+        t = ((row_y - p_y) / torch.where(p_y != q_y, q_y - p_y, 1.0)).clamp(0, 1)
+        u = p_x + t * (q_x - p_x)
+        lo = torch.where(crosses, torch.minimum(lo, u), lo)
+        hi = torch.where(crosses, torch.maximum(hi, u), hi)
+    u0, u1 = boxes[primitive, 0], boxes[primitive, 2]
+    span_u0 = torch.maximum(u0, lo.clamp(-1, 1 << 20).ceil().long())
+    span_u1 = torch.minimum(u1, hi.clamp(-(1 << 20), 1 << 20).floor().long())
+    whole = ~usable[primitive]
+    span_u0 = torch.where(whole, u0, span_u0)
+    span_u1 = torch.where(whole, u1, span_u1)
+    return primitive, v, span_u0, span_u1
 
 
 def _first_hit(
@@ -104,6 +181,7 @@ def raycast_capsules(
     intrinsics: torch.Tensor,
     height: int,
     width: int,
+    culling: Literal["spans", "boxes"] = "spans",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Depth and index of the visible primitive at every pixel.
 
@@ -117,6 +195,9 @@ def raycast_capsules(
         intrinsics: ``(B, 4)`` pinhole ``fx, fy, cx, cy`` in pixels.
         height: image height in pixels.
         width: image width in pixels.
+        culling: ``spans`` tests only the pixels near each primitive's projected segment
+            (:func:`capsule_row_spans`); ``boxes`` every pixel of its projected bounding
+            box (slower, the same image: the reference the spans are tested against).
 
     Returns:
         ``depth`` ``(B, H, W)`` float, the ``z`` of the first hit in metres and 0 where
@@ -128,9 +209,6 @@ def raycast_capsules(
     boxes = capsule_bounding_boxes(
         centers, axes, radii, half_lengths, intrinsics, height, width
     ).flatten(0, 1)
-    box_w = (boxes[:, 2] - boxes[:, 0] + 1).clamp_min(0)
-    box_h = (boxes[:, 3] - boxes[:, 1] + 1).clamp_min(0)
-    counts = box_w * box_h
     # One row per primitive: the affine map A = diag(1 / r) axes^T into its scaled local
     # frame, the centre (cx, cy, t0), the intrinsics and the scaled half length. Rays
     # start at the centre's depth t0, a few radii from the primitive, so that the
@@ -147,15 +225,25 @@ def raycast_capsules(
         -1,
     ).flatten(0, 1)
 
-    row = torch.repeat_interleave(torch.arange(batch * prims, device=device), counts)
+    if culling == "spans":
+        owner, v_row, u0_row, u1_row = capsule_row_spans(
+            centers, axes, radii, half_lengths, intrinsics, boxes
+        )
+    elif culling == "boxes":
+        box_h = (boxes[:, 3] - boxes[:, 1] + 1).clamp_min(0)
+        owner = torch.repeat_interleave(torch.arange(len(boxes), device=device), box_h)
+        first = torch.cumsum(box_h, 0) - box_h
+        v_row = boxes[owner, 1] + torch.arange(len(owner), device=device) - first[owner]
+        u0_row, u1_row = boxes[owner, 0], boxes[owner, 2]
+    else:
+        raise ValueError(f"culling must be 'spans' or 'boxes', got {culling!r}")
+    counts = (u1_row - u0_row + 1).clamp_min(0)
+    pixel_row = torch.repeat_interleave(torch.arange(len(counts), device=device), counts)
     start = torch.cumsum(counts, 0) - counts
     # Gathered as rows (one contiguous vector per quantity), which keeps every later
     # elementwise op on contiguous memory.
-    u0, v0, w, begin = torch.stack([boxes[:, 0], boxes[:, 1], box_w, start]).index_select(1, row)
-    local = torch.arange(row.numel(), device=device) - begin
-    v = torch.div(local, w, rounding_mode="floor")
-    u = u0 + (local - v * w)
-    v += v0
+    u0, v, begin, row = torch.stack([u0_row, v_row, start, owner]).index_select(1, pixel_row)
+    u = u0 + torch.arange(pixel_row.numel(), device=device) - begin
     par = table.t().contiguous().index_select(1, row)
     t0 = par[11]
     dx = (u.to(par.dtype) - par[14]) / par[12]
