@@ -20,7 +20,7 @@ default handwriting-like pen strokes (:class:`StrokeDigits`, already MNIST-frame
 default): light strokes on black, each image stretched from its background level to its
 brightest pixel (:func:`mnist_style`).
 The defaults are the paper's optimisation (SGD, momentum 0.9, ``mu0 = 0.01`` annealed,
-lambda schedule with gamma 10) with 1,500 steps of 128; ``--jobs 2`` runs two single-thread
+lambda schedule with gamma 10) with 3,000 steps of 128; ``--jobs 2`` runs two single-thread
 runs at a time on a 2-core machine. Other switches (``--optimizer``, ``--adaptation-weight``,
 ``--domain-hidden``, ``--batch-norm``, ``--grl-at``, ``--elastic``, ``--style raw``) are
 the knobs tried while tuning; see README.
@@ -320,7 +320,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, required=True, help="folder with MNIST t10k files")
     parser.add_argument("--runs", type=int, default=3, help="seeds per arm")
-    parser.add_argument("--steps", type=int, default=1500, help="optimizer steps per run")
+    parser.add_argument("--steps", type=int, default=3000, help="optimizer steps per run")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms to run")
     parser.add_argument("--style", choices=("raw", "mnist"), default="mnist")
