@@ -65,6 +65,15 @@ def capsule_bounding_boxes(
     return torch.stack([u0, v0, u1, v1], -1).long()
 
 
+def _box_rows(boxes: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Every row of every box: its primitive, ``v``, and the box's ``u0``, ``u1``."""
+    heights = (boxes[:, 3] - boxes[:, 1] + 1).clamp_min(0)
+    primitive = torch.repeat_interleave(torch.arange(len(boxes), device=boxes.device), heights)
+    first = torch.cumsum(heights, 0) - heights
+    v = boxes[primitive, 1] + torch.arange(len(primitive), device=boxes.device) - first[primitive]
+    return primitive, v, boxes[primitive, 0], boxes[primitive, 2]
+
+
 def capsule_row_spans(
     centers: torch.Tensor,
     axes: torch.Tensor,
@@ -106,10 +115,7 @@ def capsule_row_spans(
     # One pixel of slack for rounding in float32.
     r_px = k[:, :2].amax(1) * radius * reach + 1.0
 
-    box_h = (boxes[:, 3] - boxes[:, 1] + 1).clamp_min(0)
-    primitive = torch.repeat_interleave(torch.arange(len(boxes), device=boxes.device), box_h)
-    first = torch.cumsum(box_h, 0) - box_h
-    v = boxes[primitive, 1] + torch.arange(len(primitive), device=boxes.device) - first[primitive]
+    primitive, v, u0, u1 = _box_rows(boxes)
     row_y = v.to(dtype)
     ax, bx, ay, by = px[primitive, 0], px[primitive, 1], py[primitive, 0], py[primitive, 1]
     r = r_px[primitive]
@@ -130,7 +136,6 @@ def capsule_row_spans(
         u = p_x + t * (q_x - p_x)
         lo = torch.where(crosses, torch.minimum(lo, u), lo)
         hi = torch.where(crosses, torch.maximum(hi, u), hi)
-    u0, u1 = boxes[primitive, 0], boxes[primitive, 2]
     span_u0 = torch.maximum(u0, lo.clamp(-1, 1 << 20).ceil().long())
     span_u1 = torch.minimum(u1, hi.clamp(-(1 << 20), 1 << 20).floor().long())
     whole = ~usable[primitive]
@@ -230,11 +235,7 @@ def raycast_capsules(
             centers, axes, radii, half_lengths, intrinsics, boxes
         )
     elif culling == "boxes":
-        box_h = (boxes[:, 3] - boxes[:, 1] + 1).clamp_min(0)
-        owner = torch.repeat_interleave(torch.arange(len(boxes), device=device), box_h)
-        first = torch.cumsum(box_h, 0) - box_h
-        v_row = boxes[owner, 1] + torch.arange(len(owner), device=device) - first[owner]
-        u0_row, u1_row = boxes[owner, 0], boxes[owner, 2]
+        owner, v_row, u0_row, u1_row = _box_rows(boxes)
     else:
         raise ValueError(f"culling must be 'spans' or 'boxes', got {culling!r}")
     counts = (u1_row - u0_row + 1).clamp_min(0)
