@@ -123,8 +123,11 @@ def test_hand_fraction_chooses_between_hand_drawn_and_font_shapes() -> None:
 def test_softer_edges_spread_the_ink() -> None:
     crisp = StrokeDigits(length=10, seed=5, edge_softness=1.0)[3][0]
     soft = StrokeDigits(length=10, seed=5, edge_softness=2.5)[3][0]
-    partial = lambda image: int(((image > 0.05) & (image < 0.95)).sum())  # noqa: E731
-    assert partial(soft) > 1.5 * partial(crisp)
+    assert _partly_inked(soft) > 1.5 * _partly_inked(crisp)
+
+
+def _partly_inked(image: torch.Tensor) -> int:
+    return int(((image > 0.05) & (image < 0.95)).sum())
 
 
 @pytest.mark.parametrize(
