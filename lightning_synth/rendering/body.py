@@ -40,15 +40,20 @@ from lightning_synth.batch import (
     VALID,
     Batch,
 )
-from lightning_synth.rendering.body_frame import BodyFrame, BodyParams, mirror_frame
+from lightning_synth.rendering.body_frame import (
+    BodyFrame,
+    BodyParams,
+    frame_from_hits,
+    mirror_frame,
+)
 from lightning_synth.rendering.body_parts import (
     MIRROR_PARTS,
     PART_NAMES,
     PART_TO_JOINT,
     build_primitives,
-    label_parts,
+    label_hits,
 )
-from lightning_synth.rendering.body_render import raycast_capsules
+from lightning_synth.rendering.body_render import raycast_hits
 from lightning_synth.rendering.body_skeleton import (
     DOF_NAMES,
     JOINT_NAMES,
@@ -268,21 +273,15 @@ class BodyRenderer:
             ],
             1,
         )
-        depth, index = raycast_capsules(
+        size = (params.pose.shape[0], self.height, self.width)
+        pixel, depth, primitive = raycast_hits(
             centers, axes, radii, half, intrinsics, self.height, self.width
         )
-        parts = label_parts(
-            depth, index, intrinsics, centers, axes, half, joints, params.shape[:, 0]
-        )
-        frame = BodyFrame(
-            depth=depth,
-            parts=parts,
-            joints=joints,
-            intrinsics=intrinsics,
-            valid=index >= 0,
-            mirrored=torch.zeros_like(params.mirrored),
-        )
-        return mirror_frame(frame, params.mirrored) if bool(params.mirrored.any()) else frame
+        parts = label_hits(
+            pixel, depth, primitive, size, intrinsics, centers, axes, half, joints,
+            params.shape[:, 0],
+        )  # fmt: skip
+        return frame_from_hits(pixel, depth, parts, size, joints, intrinsics, params.mirrored)
 
     @staticmethod
     def _camera(camera: torch.Tensor, joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

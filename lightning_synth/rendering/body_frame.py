@@ -10,7 +10,7 @@ from lightning_synth.batch import IGNORE_LABEL
 from lightning_synth.rendering.body_parts import MIRROR_PARTS
 from lightning_synth.rendering.body_skeleton import MIRROR_JOINTS
 
-__all__ = ["BodyParams", "BodyFrame", "mirror_frame"]
+__all__ = ["BodyParams", "BodyFrame", "frame_from_hits", "mirror_frame"]
 
 
 @dataclass(frozen=True)
@@ -70,14 +70,72 @@ def mirror_frame(frame: BodyFrame, which: torch.Tensor | None = None) -> BodyFra
     m = which[:, None, None]
     part_map = torch.tensor(MIRROR_PARTS + (IGNORE_LABEL,), device=frame.parts.device)
     parts = torch.where(m, part_map[frame.parts].flip(-1), frame.parts)
-    joints = frame.joints[:, list(MIRROR_JOINTS)] * frame.joints.new_tensor([-1.0, 1.0, 1.0])
-    intr = frame.intrinsics.clone()
-    intr[:, 2] = width - 1 - intr[:, 2]
+    joints, intrinsics = _mirror_camera(frame.joints, frame.intrinsics, width, which)
     return BodyFrame(
         depth=torch.where(m, frame.depth.flip(-1), frame.depth),
         parts=parts,
-        joints=torch.where(which[:, None, None], joints, frame.joints),
-        intrinsics=torch.where(which[:, None], intr, frame.intrinsics),
+        joints=joints,
+        intrinsics=intrinsics,
         valid=torch.where(m, frame.valid.flip(-1), frame.valid),
         mirrored=frame.mirrored ^ which,
+    )
+
+
+def frame_from_hits(
+    pixel: torch.Tensor,
+    depth: torch.Tensor,
+    parts: torch.Tensor,
+    size: tuple[int, int, int] | torch.Size,
+    joints: torch.Tensor,
+    intrinsics: torch.Tensor,
+    mirrored: torch.Tensor,
+) -> BodyFrame:
+    """Frames from their covered pixels, flipping the frames ``mirrored`` on the way.
+
+    The same as writing the images and then :func:`mirror_frame`, but it moves only
+    the pixels the person covers (a few percent of the frame) instead of whole images.
+
+    Args:
+        pixel: ``(N,)`` flat indices into ``size`` of the covered pixels.
+        depth: ``(N,)`` depth there, metres.
+        parts: ``(N,)`` part labels there (as rendered, before mirroring).
+        size: ``(B, H, W)``.
+        joints: ``(B, J, 3)`` joints, camera frame.
+        intrinsics: ``(B, 4)`` ``fx, fy, cx, cy``.
+        mirrored: ``(B,)`` bool, the frames to flip.
+    """
+    batch, height, width = size
+    flip = mirrored[torch.div(pixel, height * width, rounding_mode="floor")]
+    column = pixel % width
+    pixel = torch.where(flip, pixel - column + (width - 1 - column), pixel)
+    part_map = torch.tensor(MIRROR_PARTS, device=parts.device)
+    parts = torch.where(flip, part_map[parts], parts)
+    numel = batch * height * width
+    depth_image = torch.zeros(numel, dtype=depth.dtype, device=depth.device)
+    depth_image[pixel] = depth
+    part_image = torch.full((numel,), IGNORE_LABEL, dtype=torch.long, device=parts.device)
+    part_image[pixel] = parts
+    valid = torch.zeros(numel, dtype=torch.bool, device=depth.device)
+    valid[pixel] = True
+    joints, intrinsics = _mirror_camera(joints, intrinsics, width, mirrored)
+    return BodyFrame(
+        depth=depth_image.view(size),
+        parts=part_image.view(size),
+        joints=joints,
+        intrinsics=intrinsics,
+        valid=valid.view(size),
+        mirrored=mirrored.clone(),
+    )
+
+
+def _mirror_camera(
+    joints: torch.Tensor, intrinsics: torch.Tensor, width: int, which: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Joints and intrinsics of the frames ``which`` after a left-right flip."""
+    flipped = joints[:, list(MIRROR_JOINTS)] * joints.new_tensor([-1.0, 1.0, 1.0])
+    intr = intrinsics.clone()
+    intr[:, 2] = width - 1 - intr[:, 2]
+    return (
+        torch.where(which[:, None, None], flipped, joints),
+        torch.where(which[:, None], intr, intrinsics),
     )

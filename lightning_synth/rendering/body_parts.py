@@ -21,6 +21,7 @@ __all__ = [
     "PART_TO_JOINT",
     "PRIMITIVE_NAMES",
     "build_primitives",
+    "label_hits",
     "label_parts",
 ]
 
@@ -184,6 +185,45 @@ def label_parts(
     Args:
         depth: ``(B, H, W)`` depth of the first hit (camera frame).
         index: ``(B, H, W)`` primitive hit at each pixel, -1 for none.
+        intrinsics, centers, axes, half_lengths, joints, scale: as in :func:`label_hits`.
+    """
+    pixel = (index >= 0).flatten().nonzero()[:, 0]
+    labels = label_hits(
+        pixel,
+        depth.flatten()[pixel],
+        index.flatten()[pixel],
+        depth.shape,
+        intrinsics,
+        centers,
+        axes,
+        half_lengths,
+        joints,
+        scale,
+    )
+    parts = torch.full((depth.numel(),), -1, dtype=torch.long, device=depth.device)
+    parts[pixel] = labels
+    return parts.view(depth.shape)
+
+
+def label_hits(
+    pixel: torch.Tensor,
+    depth: torch.Tensor,
+    primitive: torch.Tensor,
+    size: tuple[int, int, int] | torch.Size,
+    intrinsics: torch.Tensor,
+    centers: torch.Tensor,
+    axes: torch.Tensor,
+    half_lengths: torch.Tensor,
+    joints: torch.Tensor,
+    scale: torch.Tensor,
+) -> torch.Tensor:
+    """Part label ``(N,)`` long of covered pixels (as :func:`raycast_hits` returns them).
+
+    Args:
+        pixel: ``(N,)`` flat indices into ``size``.
+        depth: ``(N,)`` depth of the first hit there (camera frame).
+        primitive: ``(N,)`` primitive hit there.
+        size: ``(B, H, W)``, the frames' shape.
         intrinsics: ``(B, 4)`` ``fx, fy, cx, cy``.
         centers: ``(B, P, 3)`` primitive centres, camera frame.
         axes: ``(B, P, 3, 3)`` primitive frames, camera frame.
@@ -191,17 +231,16 @@ def label_parts(
         joints: ``(B, J, 3)`` joints, camera frame.
         scale: ``(B,)`` body scale (band widths and radii scale with it).
     """
-    batch, height, width = depth.shape
+    _, height, width = size
     dev = depth.device
-    flat = (index >= 0).flatten().nonzero()[:, 0]
-    b = torch.div(flat, height * width, rounding_mode="floor")
-    pix = flat % (height * width)
+    b = torch.div(pixel, height * width, rounding_mode="floor")
+    pix = pixel % (height * width)
     v = torch.div(pix, width, rounding_mode="floor").to(depth.dtype)
     u = (pix % width).to(depth.dtype)
-    z = depth.flatten()[flat]
+    z = depth
     fx, fy, cx, cy = intrinsics[b].unbind(-1)
     point = torch.stack([(u - cx) / fx * z, (v - cy) / fy * z, z], -1)
-    p = index.flatten()[flat]
+    p = primitive
     local = ((point - centers[b, p])[:, None, :] @ axes[b, p])[:, 0]
     half = half_lengths[b, p]
     along = local[:, 1] + half
@@ -213,6 +252,4 @@ def label_parts(
     for k in range(_OVER_J.shape[1]):
         dist = (point - joints[b, _OVER_J.to(dev)[p, k]]).norm(dim=-1)
         label = torch.where(dist < _OVER_R.to(dev)[p, k] * s, _OVER_LABEL.to(dev)[p, k], label)
-    parts = torch.full((batch * height * width,), -1, dtype=torch.long, device=dev)
-    parts[flat] = label
-    return parts.view(batch, height, width)
+    return label

@@ -24,7 +24,7 @@ from typing import Literal
 
 import torch
 
-__all__ = ["capsule_bounding_boxes", "capsule_row_spans", "raycast_capsules"]
+__all__ = ["capsule_bounding_boxes", "capsule_row_spans", "raycast_capsules", "raycast_hits"]
 
 _NEAR = 0.02  # metres; boxes of primitives closer than this to the camera plane cover all
 
@@ -190,6 +190,41 @@ def raycast_capsules(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Depth and index of the visible primitive at every pixel.
 
+    Arguments as in :func:`raycast_hits`, which gives the same for the covered pixels
+    only.
+
+    Returns:
+        ``depth`` ``(B, H, W)`` float, the ``z`` of the first hit in metres and 0 where
+        the ray hits nothing, and ``index`` ``(B, H, W)`` long, the primitive hit there
+        and -1 where nothing is hit.
+    """
+    batch = centers.shape[0]
+    pixel, z, primitive = raycast_hits(
+        centers, axes, radii, half_lengths, intrinsics, height, width, culling
+    )
+    size = batch * height * width
+    depth = torch.zeros(size, dtype=centers.dtype, device=centers.device)
+    depth[pixel] = z
+    index = torch.full((size,), -1, dtype=torch.long, device=centers.device)
+    index[pixel] = primitive
+    return depth.view(batch, height, width), index.view(batch, height, width)
+
+
+def raycast_hits(
+    centers: torch.Tensor,
+    axes: torch.Tensor,
+    radii: torch.Tensor,
+    half_lengths: torch.Tensor,
+    intrinsics: torch.Tensor,
+    height: int,
+    width: int,
+    culling: Literal["spans", "boxes"] = "spans",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pixels some primitive covers, with the depth and index of the visible one.
+
+    The person covers a small part of the frame, so later stages (part labels,
+    mirroring) work on these pixels and write full images once.
+
     Args:
         centers: ``(B, P, 3)`` primitive centres in the camera frame (``x`` right, ``y``
             down, ``z`` forward), metres.
@@ -205,9 +240,9 @@ def raycast_capsules(
             box (slower, the same image: the reference the spans are tested against).
 
     Returns:
-        ``depth`` ``(B, H, W)`` float, the ``z`` of the first hit in metres and 0 where
-        the ray hits nothing, and ``index`` ``(B, H, W)`` long, the primitive hit there
-        and -1 where nothing is hit.
+        ``pixel`` ``(N,)`` long, increasing flat indices into ``(B, H, W)`` of the
+        covered pixels; ``depth`` ``(N,)``, the ``z`` of the first hit there in metres;
+        ``primitive`` ``(N,)`` long, the primitive hit.
     """
     batch, prims = centers.shape[:2]
     device = centers.device
@@ -268,8 +303,5 @@ def raycast_capsules(
     # whole ray cast.
     covered = (keys != empty).nonzero()[:, 0]
     won = keys[covered]
-    depth = torch.zeros(batch * height * width, dtype=centers.dtype, device=device)
-    depth[covered] = (won >> 8).to(torch.int32).view(torch.float32).to(centers.dtype)
-    index = torch.full((batch * height * width,), -1, dtype=torch.long, device=device)
-    index[covered] = won & 255
-    return depth.view(batch, height, width), index.view(batch, height, width)
+    depth = (won >> 8).to(torch.int32).view(torch.float32).to(centers.dtype)
+    return covered, depth, won & 255
