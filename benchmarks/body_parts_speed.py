@@ -11,6 +11,9 @@ Measured in one run, on one device and thread count:
 
     python benchmarks/body_parts_speed.py --threads 2 --json-out body_parts_speed.json
     python benchmarks/body_parts_speed.py --device cuda
+
+Like ``lightning-synth``, it keeps freed memory for reuse (``lightning_synth.memory``);
+``--malloc default`` measures with glibc's defaults.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch
 from torch.utils.data import default_collate
 
 from lightning_synth.batch import IMAGE
+from lightning_synth.memory import keep_freed_memory
 from lightning_synth.rendering.body import BodyRenderer, RenderedBodies
 from lightning_synth.rendering.sensor import DepthSensorNoise
 from lightning_synth.tasks import BodyPartClassifier
@@ -63,8 +67,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--frames", type=int, default=64, help="frames per timing")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="intra-op CPU threads")
+    parser.add_argument(
+        "--malloc",
+        choices=("keep", "default"),
+        default="keep",
+        help="keep freed memory for reuse as lightning-synth does, or glibc's defaults",
+    )
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args(argv)
+    kept = keep_freed_memory() if args.malloc == "keep" else False
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
@@ -139,6 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
         "batch_size": args.batch_size,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "keep_freed_memory": kept,
         "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "foreground_fraction": foreground,
@@ -146,6 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
         "render_sensor_fps": sensor_fps,
         "train_fps": train_fps,
         "render_to_train_ratio": {k: render_fps / v for k, v in train_fps.items()},
+        "render_sensor_to_train_ratio": {k: sensor_fps / v for k, v in train_fps.items()},
         "inference_fps": inference_fps,
         "foreground_speedup": inference_fps["depth_features"]
         / inference_fps["depth_features, every pixel (reference)"],
@@ -153,13 +166,17 @@ def main(argv: list[str] | None = None) -> dict:
     result["frames_per_cpu_second"] = {name: cpu for name, (_, cpu) in rates.items()}
     print(
         f"| {args.height}x{args.width}, {device}, {result['threads']} threads, batch "
-        f"{args.batch_size} (inference: 1 frame at a time) | frames/s | frames/CPU-s |"
+        f"{args.batch_size} (inference: 1 frame at a time), malloc {args.malloc} "
+        "| frames/s | frames/CPU-s |"
     )
     print("|---|---|---|")
     for name, (wall, cpu) in rates.items():
         print(f"| {name} | {wall:.1f} | {cpu:.1f} |")
     for backbone, fps in train_fps.items():
-        print(f"| render / training ({backbone}) | {render_fps / fps:.2f}x | |")
+        print(
+            f"| render / training ({backbone}) | {render_fps / fps:.2f}x "
+            f"| with sensor model {sensor_fps / fps:.2f}x |"
+        )
     print(
         f"\nforeground-only evaluation is {result['foreground_speedup']:.1f}x faster than every "
         f"pixel; the person covers {100 * foreground:.1f}% of the frame"

@@ -22,6 +22,7 @@ import lightning_synth.datamodules  # noqa: F401  (registers short class names)
 import lightning_synth.tasks  # noqa: F401  (registers short class names)
 from lightning_synth import __version__
 from lightning_synth.callbacks import FailureMarker, PredictionWriter
+from lightning_synth.memory import keep_freed_memory_from_env
 
 __all__ = ["LightningSynthCLI", "main", "describe_metrics", "USER_ERRORS"]
 
@@ -185,11 +186,14 @@ def main(args: list[str] | None = None) -> None:
 
     Input errors (missing files, corrupt images, bad values) exit with status 2 and a
     one-line message; set ``LIGHTNING_SYNTH_DEBUG=1`` to see the traceback instead.
+    On glibc, freed CPU memory is kept for reuse (:mod:`lightning_synth.memory`; off
+    with ``LIGHTNING_SYNTH_KEEP_FREED_MEMORY=0``).
 
     Args:
         args: command-line arguments; the process's own when ``None``.
     """
     argv = sys.argv[1:] if args is None else list(args)
+    keep_freed_memory_from_env()
     if argv[:1] == ["discrepancy"]:
         # `lightning-synth discrepancy --config ...`: measure the gap without training
         from lightning_synth.discrepancy_cli import main as discrepancy
