@@ -105,18 +105,18 @@ def frame_from_hits(
         mirrored: ``(B,)`` bool, the frames to flip.
     """
     batch, height, width = size
-    flip = mirrored[torch.div(pixel, height * width, rounding_mode="floor")]
+    frame = torch.div(pixel, height * width, rounding_mode="floor")
+    flip = mirrored.index_select(0, frame)
     column = pixel % width
     pixel = torch.where(flip, pixel - column + (width - 1 - column), pixel)
     part_map = torch.tensor(MIRROR_PARTS, device=parts.device)
-    parts = torch.where(flip, part_map[parts], parts)
+    parts = torch.where(flip, part_map.index_select(0, parts), parts)
     numel = batch * height * width
-    depth_image = torch.zeros(numel, dtype=depth.dtype, device=depth.device)
-    depth_image[pixel] = depth
+    depth_image = depth.new_zeros(numel).index_copy_(0, pixel, depth)
     part_image = torch.full((numel,), IGNORE_LABEL, dtype=torch.long, device=parts.device)
-    part_image[pixel] = parts
+    part_image.index_copy_(0, pixel, parts)
     valid = torch.zeros(numel, dtype=torch.bool, device=depth.device)
-    valid[pixel] = True
+    valid.index_fill_(0, pixel, True)
     joints, intrinsics = _mirror_camera(joints, intrinsics, width, mirrored)
     return BodyFrame(
         depth=depth_image.view(size),

@@ -233,23 +233,39 @@ def label_hits(
     """
     _, height, width = size
     dev = depth.device
+    prims = centers.shape[1]
+    # index_select on flat tables throughout: several times faster than x[index] on CPU.
     b = torch.div(pixel, height * width, rounding_mode="floor")
-    pix = pixel % (height * width)
-    v = torch.div(pix, width, rounding_mode="floor").to(depth.dtype)
-    u = (pix % width).to(depth.dtype)
+    pix = pixel - b * (height * width)
+    row = torch.div(pix, width, rounding_mode="floor")
+    v = row.to(depth.dtype)
+    u = (pix - row * width).to(depth.dtype)
     z = depth
-    fx, fy, cx, cy = intrinsics[b].unbind(-1)
+    fx, fy, cx, cy = intrinsics.index_select(0, b).unbind(-1)
     point = torch.stack([(u - cx) / fx * z, (v - cy) / fy * z, z], -1)
     p = primitive
-    local = ((point - centers[b, p])[:, None, :] @ axes[b, p])[:, 0]
-    half = half_lengths[b, p]
+    bp = b * prims + p
+    center = centers.reshape(-1, 3).index_select(0, bp)
+    frame = axes.reshape(-1, 9).index_select(0, bp).view(-1, 3, 3)
+    local = ((point - center)[:, None, :] @ frame)[:, 0]
+    half = half_lengths.reshape(-1).index_select(0, bp)
     along = local[:, 1] + half
     quadrant = (local[:, 0] <= 0).long() + 2 * (local[:, 1] <= 0).long()
-    label = _QUAD.to(dev)[p, quadrant]
-    s = scale[b]
-    label = torch.where(along < _PROX_LEN.to(dev)[p] * s, _PROX_LABEL.to(dev)[p], label)
-    label = torch.where(along > 2 * half - _DIST_LEN.to(dev)[p] * s, _DIST_LABEL.to(dev)[p], label)
+
+    def per_primitive(table: torch.Tensor) -> torch.Tensor:
+        return table.to(dev).index_select(0, p)
+
+    label = _QUAD.to(dev).flatten().index_select(0, p * _QUAD.shape[1] + quadrant)
+    s = scale.index_select(0, b)
+    label = torch.where(along < per_primitive(_PROX_LEN) * s, per_primitive(_PROX_LABEL), label)
+    label = torch.where(
+        along > 2 * half - per_primitive(_DIST_LEN) * s, per_primitive(_DIST_LABEL), label
+    )
+    joint_rows = joints.reshape(-1, 3)
     for k in range(_OVER_J.shape[1]):
-        dist = (point - joints[b, _OVER_J.to(dev)[p, k]]).norm(dim=-1)
-        label = torch.where(dist < _OVER_R.to(dev)[p, k] * s, _OVER_LABEL.to(dev)[p, k], label)
+        joint = joint_rows.index_select(0, b * joints.shape[1] + per_primitive(_OVER_J[:, k]))
+        dist = (point - joint).norm(dim=-1)
+        label = torch.where(
+            dist < per_primitive(_OVER_R[:, k]) * s, per_primitive(_OVER_LABEL[:, k]), label
+        )
     return label

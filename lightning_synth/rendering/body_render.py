@@ -292,7 +292,8 @@ def raycast_hits(
     t = _first_hit(origin, direction, par[16], -t0) + t0
 
     hit = torch.isfinite(t).nonzero()[:, 0]
-    t, row, u, v = t[hit].float(), row[hit], u[hit], v[hit]
+    t = t.index_select(0, hit).float()
+    row, u, v = torch.stack([row, u, v]).index_select(1, hit)
     image = torch.div(row, prims, rounding_mode="floor")
     pixel = (image * height + v) * width + u
     key = (t.contiguous().view(torch.int32).long() << 8) | (row % prims)
@@ -302,6 +303,6 @@ def raycast_hits(
     # Decode only the pixels something hit: full-image int64 passes cost more than the
     # whole ray cast.
     covered = (keys != empty).nonzero()[:, 0]
-    won = keys[covered]
+    won = keys.index_select(0, covered)
     depth = (won >> 8).to(torch.int32).view(torch.float32).to(centers.dtype)
     return covered, depth, won & 255
