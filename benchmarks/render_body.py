@@ -57,7 +57,7 @@ def dense_depth(renderer: BodyRenderer, indices: list[int]) -> torch.Tensor:
         origin = torch.einsum("bij,bhwj->bhwi", inv[:, p], rel)
         direction = torch.einsum("bij,bhwj->bhwi", inv[:, p], rays)
         half_scaled = (half[:, p] / radii[:, p, 1])[:, None, None].expand(rays.shape[:3])
-        t = _first_hit(origin, direction, half_scaled, -t0) + t0
+        t = _first_hit(origin.unbind(-1), direction.unbind(-1), half_scaled, -t0) + t0
         best = torch.minimum(best, t)
     depth = torch.where(torch.isfinite(best), best, 0.0)
     mirrored = params.mirrored[:, None, None]
