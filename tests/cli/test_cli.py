@@ -37,6 +37,19 @@ def test_console_script_and_module_print_the_version() -> None:
         assert lightning_synth.__version__ in result.stdout
 
 
+def test_cli_keeps_freed_memory_unless_switched_off(monkeypatch) -> None:
+    import lightning_synth.memory as memory
+
+    applied: list[bool] = []
+    monkeypatch.setattr(memory, "keep_freed_memory", lambda: applied.append(True) or True)
+    for switch, expected in (("1", [True]), ("0", [])):
+        applied.clear()
+        monkeypatch.setenv("LIGHTNING_SYNTH_KEEP_FREED_MEMORY", switch)
+        with pytest.raises(SystemExit):
+            main(["--version"])
+        assert applied == expected
+
+
 def test_print_config_round_trips(tmp_path: Path, capsys, run_cli) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", f"--config={QUICK}", "--model.init_args.lr=0.0123", "--print_config"])
