@@ -189,22 +189,10 @@ class DepthSensorNoise(nn.Module):
     ) -> torch.Tensor:
         """Dropout chance from the distance (in pixels, chessboard) to a discontinuity, at
         the pixels ``where`` (the valid ones)."""
-        _, frame, row, col = where
-        height, width = depth.shape[1:]
-        stride = width + 2
-        centre = (frame * (height + 2) + row + 1) * stride + col + 1
-        window = centre[:, None] + torch.tensor(
-            [dv * stride + du for dv in (-1, 0, 1) for du in (-1, 0, 1)], device=depth.device
-        )
         here = depth.reshape(-1).index_select(0, where.flat)
-        # Largest and smallest depth of the 3x3 neighbourhood inside the frame, read at
-        # the valid pixels only; the padding never wins (depth >= 0).
-        # (index_select reads a flat index several times faster than x[index] on CPU.)
-        window = window.flatten()
-        highest = F.pad(depth, (1, 1, 1, 1)).flatten().index_select(0, window)
-        highest = highest.view(-1, 9).amax(1)
-        lowest = F.pad(depth, (1, 1, 1, 1), value=math.inf).flatten().index_select(0, window)
-        lowest = lowest.view(-1, 9).amin(1)
+        # Largest and smallest depth of the 3x3 neighbourhood inside the frame.
+        highest = where.read(depth, _NEIGHBOURS_3X3, outside=0.0).amax(0)  # depth >= 0
+        lowest = where.read(depth, _NEIGHBOURS_3X3, outside=math.inf).amin(0)
         jump = (highest - here > self.edge_threshold) | (here - lowest > self.edge_threshold)
         reach = torch.zeros_like(valid)
         reach.view(-1).index_copy_(0, where.flat, jump | (lowest <= 0))
@@ -232,21 +220,12 @@ class DepthSensorNoise(nn.Module):
     ) -> torch.Tensor:
         """Dropout chance from the angle between the normal and the line of sight, at the
         ``valid`` pixels (in ``valid.nonzero()`` order)."""
-        height, width = depth.shape[1:]
         # Only valid pixels (a person covers a few percent of a frame) and their four
-        # neighbours, read from zero-padded copies.
+        # neighbours.
         _, frame, row, col = where
-        stride = width + 2
-        centre = (frame * (height + 2) + row + 1) * stride + col + 1
-        # One flat read of the centre and its four neighbours (index_select is several
-        # times faster than x[index] on CPU).
         steps = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
-        window = (
-            centre[None]
-            + torch.tensor([dv * stride + du for du, dv in steps], device=depth.device)[:, None]
-        ).flatten()
-        depths = F.pad(depth, (1, 1, 1, 1)).flatten().index_select(0, window).view(5, -1)
-        valids = F.pad(valid, (1, 1, 1, 1)).flatten().index_select(0, window).view(5, -1)
+        depths = where.read(depth, steps, outside=0.0)
+        valids = where.read(valid, steps, outside=False)
         fx, fy, cx, cy = intrinsics.index_select(0, frame).unbind(-1)
         u, v = col.to(depth.dtype), row.to(depth.dtype)
 
@@ -271,6 +250,9 @@ class DepthSensorNoise(nn.Module):
         return torch.where(near, prob.clamp(0, 1), 0.0)
 
 
+_NEIGHBOURS_3X3 = tuple((du, dv) for dv in (-1, 0, 1) for du in (-1, 0, 1))
+
+
 class _Pixels(NamedTuple):
     """The valid pixels of ``(B, H, W)`` frames: flat indices and their coordinates."""
 
@@ -287,6 +269,23 @@ class _Pixels(NamedTuple):
         pixel = flat - frame * (height * width)
         row = torch.div(pixel, width, rounding_mode="floor")
         return _Pixels(flat, frame, row, pixel - row * width)
+
+    def read(
+        self, image: torch.Tensor, offsets: Sequence[tuple[int, int]], outside: float | bool
+    ) -> torch.Tensor:
+        """``image`` (``B x H x W``) at each pixel moved by each ``(du, dv)`` of ``offsets``
+        (at most 1), ``outside`` beyond the border: ``len(offsets) x N``.
+
+        One flat ``index_select`` into a padded copy: several times faster on CPU than
+        ``image[frame, row + dv, col + du]``.
+        """
+        height, width = image.shape[1:]
+        stride = width + 2
+        centre = (self.frame * (height + 2) + self.row + 1) * stride + self.col + 1
+        shifts = torch.tensor([dv * stride + du for du, dv in offsets], device=image.device)
+        index = (shifts[:, None] + centre[None]).flatten()
+        padded = F.pad(image, (1, 1, 1, 1), value=outside).flatten()
+        return padded.index_select(0, index).view(len(offsets), -1)
 
 
 def _filter3x3(
