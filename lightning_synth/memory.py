@@ -6,8 +6,8 @@ twice its dynamic ``mmap`` threshold, a few MiB to 64 MiB), and the next tensor 
 size then takes one page fault per 4 KiB page to get it back. A render or training step
 allocates and frees hundreds of MiB of image-sized tensors, so on a 240 x 320 body batch
 about a third of the renderer's time went to the kernel (measured: 138,676 page faults
-for 128 frames; 3,831 with this setting, 1.9x more frames per second; training steps
-1.2x (depth features) and 2x (FCN) faster). The cost: a process keeps up to ``trim_threshold_mib`` of freed
+for 128 frames; 3,831 with this setting; 1.8x more frames per second, training steps
+1.35x (depth features) and 2.1x (FCN) faster). The cost: a process keeps up to ``trim_threshold_mib`` of freed
 memory mapped.
 
 ``lightning-synth`` applies it at start-up (DataLoader workers forked from it inherit
