@@ -18,6 +18,17 @@ __all__ = ["HAND_ALLOGRAPHS", "HAND_WIDTHS", "hand_digit_strokes", "spline_segme
 
 _Stroke = tuple[tuple[float, float], ...]
 
+# The 9's head, shared by its straight- and curved-stem variants.
+_NINE_LOOP: _Stroke = (
+    (0.8, 0.15),
+    (0.5, 0.0),
+    (0.2, 0.12),
+    (0.15, 0.35),
+    (0.4, 0.5),
+    (0.75, 0.4),
+    (0.82, 0.15),
+)
+
 #: Digit -> variants -> strokes -> points the pen passes through.
 HAND_ALLOGRAPHS: dict[int, tuple[tuple[_Stroke, ...], ...]] = {
     0: (
@@ -229,27 +240,11 @@ HAND_ALLOGRAPHS: dict[int, tuple[tuple[_Stroke, ...], ...]] = {
     ),
     9: (
         (
-            (
-                (0.8, 0.15),
-                (0.5, 0.0),
-                (0.2, 0.12),
-                (0.15, 0.35),
-                (0.4, 0.5),
-                (0.75, 0.4),
-                (0.82, 0.15),
-            ),
+            _NINE_LOOP,
             ((0.82, 0.1), (0.75, 1.0)),
         ),
         (
-            (
-                (0.8, 0.15),
-                (0.5, 0.0),
-                (0.2, 0.12),
-                (0.15, 0.35),
-                (0.4, 0.5),
-                (0.75, 0.4),
-                (0.82, 0.15),
-            ),
+            _NINE_LOOP,
             ((0.82, 0.15), (0.8, 0.6), (0.6, 0.95), (0.3, 1.0)),
         ),
     ),
