@@ -7,8 +7,10 @@ size then takes one page fault per 4 KiB page to get it back. A render or traini
 allocates and frees hundreds of MiB of image-sized tensors, so on a 240 x 320 body batch
 about a third of the renderer's time went to the kernel (measured: 138,676 page faults
 for 128 frames; 3,831 with this setting; 1.8x more frames per second, training steps
-1.35x (depth features) and 2.1x (FCN) faster). The cost: a process keeps up to ``trim_threshold_mib`` of freed
-memory mapped.
+1.35x (depth features) and 2.1x (FCN) faster, with the kernel's transparent huge pages
+in ``madvise`` mode). Where they are ``always`` on, the kernel faults memory in 2 MiB at
+a time and the gain is smaller (CI saw under 100 faults for renders that fault 7,000 times
+here). The cost: a process keeps up to ``trim_threshold_mib`` of freed memory mapped.
 
 ``lightning-synth`` applies it at start-up (DataLoader workers forked from it inherit
 it); set ``LIGHTNING_SYNTH_KEEP_FREED_MEMORY=0`` to keep glibc's defaults. In your own
