@@ -1,18 +1,23 @@
 """Rendered digits -> MNIST: how much of the synthetic-to-real gap DANN closes.
 
-Three arms, the same network (the paper's MNIST ConvNet), batches and step budget,
+Four arms, the same network (the paper's MNIST ConvNet), batches and step budget,
 ``--runs`` seeds each:
 
 * ``source_only``: ``DANN`` with ``adaptation_weight=0`` on the same mixed batches (half
   rendered with labels, half real without) -- the baseline DANN must beat;
-* ``dann``: the same with the gradient reversal on;
+* ``dann``: the same with the gradient reversal on (the paper's DANN);
+* ``dann_plus``: ``dann`` plus the task's terms on the real samples' own predictions:
+  entropy (``--entropy-weight``), diversity (``--diversity-weight``) and pseudo-labelled
+  consistency under random warps (``--consistency-weight``), optionally CDAN's
+  ``--conditioning multilinear``;
 * ``train_on_real``: ``adaptation_weight=0`` on labelled real images only -- the upper bound.
 
 Real images follow the protocol of ``shared/data/README.md``: MNIST test images 0-4999 are
 the unlabelled adaptation pool (and the labelled pool of ``train_on_real``), 5000-9999 the
 evaluation set, used for nothing else. No model selection: each run is scored once, at its
-last step. The gap closed is ``(dann - source_only) / (train_on_real - source_only)`` on
-the mean real accuracies. Test-time ``test/pad`` and the bound's terms are reported too.
+last step. The gap closed is ``(adapted - source_only) / (train_on_real - source_only)``
+on the mean real accuracies, for each adapted arm. Test-time ``test/pad`` and the bound's
+terms are reported too.
 
 Rendered digits are made once per invocation (20,000 training images, 28 x 28 gray): by
 default handwriting-like pen strokes (:class:`StrokeDigits`, already MNIST-framed); with
@@ -55,7 +60,8 @@ from lightning_synth.rendering.digits import RenderedDigits
 from lightning_synth.rendering.strokes import StrokeDigits
 from lightning_synth.tasks import DANN
 
-ARMS = ("source_only", "dann", "train_on_real")
+ARMS = ("source_only", "dann", "dann_plus", "train_on_real")
+ADAPTED = ("dann", "dann_plus")
 
 
 def mnist_style(images: torch.Tensor) -> torch.Tensor:
@@ -212,7 +218,12 @@ def run_arm(
         num_classes=10,
         in_channels=1,
         image_size=28,
-        adaptation_weight=args.adaptation_weight if arm == "dann" else 0.0,
+        adaptation_weight=args.adaptation_weight if arm in ADAPTED else 0.0,
+        conditioning=args.conditioning if arm == "dann_plus" else "none",
+        entropy_weight=args.entropy_weight if arm == "dann_plus" else 0.0,
+        diversity_weight=args.diversity_weight if arm == "dann_plus" else 0.0,
+        consistency_weight=args.consistency_weight if arm == "dann_plus" else 0.0,
+        pseudo_label_threshold=args.pseudo_label_threshold,
         grl_gamma=args.grl_gamma,
         lr=args.lr,
         optimizer=args.optimizer,
@@ -280,15 +291,19 @@ def summarise(results: list[dict]) -> dict:
                 if all(key in r for r in rows)
             },
         }
-    if all(arm in summary for arm in ARMS):
-        so, da, tr = (summary[arm]["real_acc_mean"] for arm in ARMS)
-        summary["gap_closed"] = (da - so) / (tr - so) if tr != so else float("nan")
-        seeds = {r["seed"] for r in results}
-        per_seed = {
-            s: {r["arm"]: r["test/real_acc"] for r in results if r["seed"] == s} for s in seeds
-        }
-        summary["dann_never_below_source_only"] = all(
-            v["dann"] >= v["source_only"] for v in per_seed.values() if len(v) == 3
+    if "source_only" not in summary or "train_on_real" not in summary:
+        return summary
+    so, tr = summary["source_only"]["real_acc_mean"], summary["train_on_real"]["real_acc_mean"]
+    per_seed: dict[int, dict[str, float]] = {}
+    for r in results:
+        per_seed.setdefault(r["seed"], {})[r["arm"]] = r["test/real_acc"]
+    for arm in ADAPTED:
+        if arm not in summary:
+            continue
+        adapted = summary[arm]["real_acc_mean"]
+        summary[arm]["gap_closed"] = (adapted - so) / (tr - so) if tr != so else float("nan")
+        summary[arm]["never_below_source_only"] = all(
+            v[arm] >= v["source_only"] for v in per_seed.values() if arm in v and "source_only" in v
         )
     return summary
 
@@ -309,10 +324,12 @@ def print_table(summary: dict, args: argparse.Namespace) -> None:
             f"{100 * s.get('test/rendered_acc', float('nan')):.1f} % | "
             f"{s.get('test/pad', float('nan')):.2f} | {s['wall_s_mean']:.0f} s |"
         )
-    if "gap_closed" in summary:
+    for arm in ADAPTED:
+        if "gap_closed" not in summary.get(arm, {}):
+            continue
         print(
-            f"gap closed: {100 * summary['gap_closed']:.0f} %; DANN never below source-only: "
-            f"{summary['dann_never_below_source_only']}"
+            f"{arm}: gap closed {100 * summary[arm]['gap_closed']:.0f} %, never below "
+            f"source-only: {summary[arm]['never_below_source_only']}"
         )
 
 
@@ -334,6 +351,13 @@ def main() -> None:
     parser.add_argument("--real-fraction", type=float, default=0.5)
     parser.add_argument("--adaptation-weight", type=float, default=1.0)
     parser.add_argument("--grl-gamma", type=float, default=10.0)
+    parser.add_argument(
+        "--conditioning", choices=("none", "multilinear"), default="none", help="dann_plus only"
+    )
+    parser.add_argument("--entropy-weight", type=float, default=0.3, help="dann_plus only")
+    parser.add_argument("--diversity-weight", type=float, default=0.3, help="dann_plus only")
+    parser.add_argument("--consistency-weight", type=float, default=1.0, help="dann_plus only")
+    parser.add_argument("--pseudo-label-threshold", type=float, default=0.95)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--optimizer", default="sgd")
     parser.add_argument("--scheduler", default="dann")

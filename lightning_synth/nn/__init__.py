@@ -1,5 +1,6 @@
 """Building blocks: backbones, heads, layers and losses (plain ``nn.Module``s)."""
 
+from lightning_synth.nn.augment import RandomAffine
 from lightning_synth.nn.backbones import DigitConvNet, feature_dim
 from lightning_synth.nn.depth_features import DepthComparisonFeatures
 from lightning_synth.nn.domain_adversarial import DomainClassifier, GaninDigitNet, MLPHead
@@ -26,3 +27,4 @@ __all__ += ["TotalVariation", "total_variation", "tv_denoise", "ChambollePockTV"
 __all__ += ["VGGFeatures", "NamedFeatures", "WeightsUnavailableError", "content_loss", "style_loss"]
 __all__ += ["DCGANGenerator", "DCGANDiscriminator", "ExponentialMovingAverage", "load_generator"]
 __all__ += ["DepthComparisonFeatures", "DepthFCN", "PixelClassifier"]
+__all__ += ["RandomAffine"]

@@ -21,7 +21,12 @@ from lightning_synth.nn import DomainClassifier
 from lightning_synth.nn.schedules import annealed_lr_factor, grl_lambda
 from lightning_synth.tasks import DANN
 from lightning_synth.tasks.classification import masked_cross_entropy
-from lightning_synth.tasks.dann import balanced_domain_loss
+from lightning_synth.tasks.dann import (
+    balanced_domain_loss,
+    marginal_entropy,
+    masked_entropy,
+    multilinear_map,
+)
 
 SIZE = 16
 
@@ -356,3 +361,135 @@ def test_ddp_two_processes_with_the_bound_report_do_not_deadlock(tmp_path: Path)
     assert trainer.world_size == 2
     assert "val/pad" in trainer.callback_metrics and "val/bound" in trainer.callback_metrics
     assert 0.0 <= float(trainer.callback_metrics["val/pad"]) <= 2.0
+
+
+# -- conditioning (CDAN) and entropy ----------------------------------------------------------
+
+
+def test_multilinear_map_is_the_outer_product_per_sample_and_per_pixel() -> None:
+    features, probabilities = torch.rand(3, 5), torch.rand(3, 4)
+    mapped = multilinear_map(features, probabilities)
+    assert mapped.shape == (3, 20)
+    assert torch.allclose(mapped[1].view(5, 4), torch.outer(features[1], probabilities[1]))
+    maps = multilinear_map(torch.rand(2, 5, 3, 3), torch.rand(2, 4, 3, 3))
+    assert maps.shape == (2, 20, 3, 3)
+    with pytest.raises(ValueError, match="must agree"):
+        multilinear_map(torch.rand(2, 5, 3, 3), torch.rand(2, 4))
+
+
+def test_masked_entropy_counts_the_masked_predictions_only() -> None:
+    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0], [100.0, 0.0, 0.0, 0.0]], requires_grad=True)
+    assert float(masked_entropy(logits, torch.tensor([True, False]))) == pytest.approx(math.log(4))
+    assert float(masked_entropy(logits, torch.tensor([False, True]))) == pytest.approx(
+        0.0, abs=1e-6
+    )
+    empty = masked_entropy(logits, torch.tensor([False, False]))
+    empty.backward()
+    assert float(empty) == 0.0 and logits.grad is not None
+
+
+def test_multilinear_conditioning_sizes_the_domain_classifier_and_spares_the_classifier() -> None:
+    model = tiny_dann(conditioning="multilinear", grl_schedule="constant")
+    dim = model.feature_extractor(torch.zeros(1, 1, SIZE, SIZE)).shape[1]
+    assert model.domain_classifier.layers[0].in_features == dim * 4
+    batch = _batch()
+    batch[LABEL][:] = -1  # no label loss: every gradient comes from the domain loss
+    model.grl.set_lambda(1.0)
+    output = _step(model, batch)
+    output["loss"].backward()
+    # The probabilities enter the map detached: the domain loss trains the features, not
+    # the label classifier.
+    assert all(p.grad is None or not p.grad.any() for p in model.classifier.parameters())
+    assert any(p.grad.abs().sum() > 0 for p in model.feature_extractor.parameters())
+
+
+def test_multilinear_conditioning_trains_dense_networks(tmp_path: Path) -> None:
+    extractor = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU())
+    model = tiny_dann(
+        feature_extractor=extractor, classifier=nn.Conv2d(8, 4, 1), conditioning="multilinear"
+    )
+    batch = _batch()
+    batch[LABEL] = torch.randint(0, 4, (6, SIZE, SIZE))
+    batch[LABEL][3:] = -1
+    output = _step(model, batch)
+    assert output["preds"].shape == (6, SIZE, SIZE) and torch.isfinite(output["loss"])
+
+
+def test_entropy_weight_adds_the_real_samples_entropy_to_the_loss() -> None:
+    batch = _batch()
+    plain = tiny_dann(grl_schedule="constant")
+    torch.manual_seed(0)
+    with_entropy = tiny_dann(grl_schedule="constant", entropy_weight=0.5)
+    with_entropy.load_state_dict(plain.state_dict())
+    logits = plain(batch[IMAGE])
+    expected = 0.5 * masked_entropy(logits, batch[DOMAIN] == REAL)
+    difference = _step(with_entropy, batch)["loss"] - _step(plain, batch)["loss"]
+    assert float(difference) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_bad_conditioning_and_entropy_weight_are_refused() -> None:
+    with pytest.raises(ValueError, match="conditioning"):
+        tiny_dann(conditioning="bilinear")
+    with pytest.raises(ValueError, match="entropy_weight"):
+        tiny_dann(entropy_weight=-1.0)
+
+
+def test_marginal_entropy_is_high_for_spread_and_zero_for_collapsed_predictions() -> None:
+    spread = torch.eye(4) * 100.0
+    collapsed = torch.zeros(4, 4)
+    collapsed[:, 2] = 100.0
+    everyone = torch.ones(4, dtype=torch.bool)
+    assert float(marginal_entropy(spread, everyone)) == pytest.approx(math.log(4))
+    assert float(marginal_entropy(collapsed, everyone)) == pytest.approx(0.0, abs=1e-6)
+    assert float(marginal_entropy(spread, ~everyone)) == 0.0
+
+
+def test_diversity_weight_subtracts_the_entropy_of_the_mean_real_prediction() -> None:
+    batch = _batch()
+    plain = tiny_dann(grl_schedule="constant")
+    diverse = tiny_dann(grl_schedule="constant", diversity_weight=0.5)
+    diverse.load_state_dict(plain.state_dict())
+    expected = -0.5 * marginal_entropy(plain(batch[IMAGE]), batch[DOMAIN] == REAL)
+    difference = _step(diverse, batch)["loss"] - _step(plain, batch)["loss"]
+    assert float(difference) == pytest.approx(float(expected), rel=1e-5)
+    with pytest.raises(ValueError, match="diversity_weight"):
+        tiny_dann(diversity_weight=-0.1)
+
+
+def test_consistency_trains_augmented_real_images_towards_their_confident_class() -> None:
+    batch = _batch()
+    plain = tiny_dann(grl_schedule="constant")
+    # Identity augmentation: the loss is the real samples' cross-entropy with their own argmax.
+    consistent = tiny_dann(
+        grl_schedule="constant",
+        consistency_weight=2.0,
+        pseudo_label_threshold=0.0,
+        consistency_augment=nn.Identity(),
+    )
+    consistent.load_state_dict(plain.state_dict())
+    real_logits = plain(batch[IMAGE])[batch[DOMAIN] == REAL]
+    expected = 2.0 * torch.nn.functional.cross_entropy(real_logits, real_logits.argmax(dim=1))
+    difference = _step(consistent, batch)["loss"] - _step(plain, batch)["loss"]
+    assert float(difference) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_consistency_skips_real_images_below_the_threshold() -> None:
+    model = tiny_dann(consistency_weight=1.0, pseudo_label_threshold=1.0)
+    terms = model.consistency_terms(
+        _batch()[IMAGE], torch.zeros(6, 4, requires_grad=True), _batch()[DOMAIN]
+    )
+    assert float(terms["consistency_loss"]) == 0.0 and float(terms["pseudo_label_fraction"]) == 0.0
+    terms["consistency_loss"].backward()  # still part of the graph
+
+
+def test_consistency_refuses_dense_predictions_with_a_clear_message() -> None:
+    extractor = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU())
+    model = tiny_dann(
+        feature_extractor=extractor, classifier=nn.Conv2d(8, 4, 1), consistency_weight=1.0
+    )
+    batch = _batch()
+    batch[LABEL] = torch.randint(0, 4, (6, SIZE, SIZE))
+    with pytest.raises(ValueError, match="per-image predictions"):
+        _step(model, batch)
+    with pytest.raises(ValueError, match="pseudo_label_threshold"):
+        tiny_dann(pseudo_label_threshold=1.5)
