@@ -1,6 +1,6 @@
 """Rendered digits -> MNIST: how much of the synthetic-to-real gap DANN closes.
 
-Four arms, the same network (the paper's MNIST ConvNet), batches and step budget,
+Five arms, the same network (the paper's MNIST ConvNet), batches and step budget,
 ``--runs`` seeds each:
 
 * ``source_only``: ``DANN`` with ``adaptation_weight=0`` on the same mixed batches (half
@@ -10,6 +10,8 @@ Four arms, the same network (the paper's MNIST ConvNet), batches and step budget
   entropy (``--entropy-weight``), diversity (``--diversity-weight``) and pseudo-labelled
   consistency under random warps (``--consistency-weight``), optionally CDAN's
   ``--conditioning multilinear``;
+* ``real_terms_only``: ``dann_plus`` without the reversal (``adaptation_weight=0``): how
+  much of ``dann_plus`` the adversarial part contributes;
 * ``train_on_real``: ``adaptation_weight=0`` on labelled real images only -- the upper bound.
 
 Real images follow the protocol of ``shared/data/README.md``: MNIST test images 0-4999 are
@@ -60,8 +62,9 @@ from lightning_synth.rendering.digits import RenderedDigits
 from lightning_synth.rendering.strokes import StrokeDigits
 from lightning_synth.tasks import DANN
 
-ARMS = ("source_only", "dann", "dann_plus", "train_on_real")
-ADAPTED = ("dann", "dann_plus")
+ARMS = ("source_only", "dann", "dann_plus", "real_terms_only", "train_on_real")
+ADAPTED = ("dann", "dann_plus", "real_terms_only")
+WITH_REAL_TERMS = ("dann_plus", "real_terms_only")
 
 
 def mnist_style(images: torch.Tensor) -> torch.Tensor:
@@ -218,11 +221,11 @@ def run_arm(
         num_classes=10,
         in_channels=1,
         image_size=28,
-        adaptation_weight=args.adaptation_weight if arm in ADAPTED else 0.0,
+        adaptation_weight=args.adaptation_weight if arm in ("dann", "dann_plus") else 0.0,
         conditioning=args.conditioning if arm == "dann_plus" else "none",
-        entropy_weight=args.entropy_weight if arm == "dann_plus" else 0.0,
-        diversity_weight=args.diversity_weight if arm == "dann_plus" else 0.0,
-        consistency_weight=args.consistency_weight if arm == "dann_plus" else 0.0,
+        entropy_weight=args.entropy_weight if arm in WITH_REAL_TERMS else 0.0,
+        diversity_weight=args.diversity_weight if arm in WITH_REAL_TERMS else 0.0,
+        consistency_weight=args.consistency_weight if arm in WITH_REAL_TERMS else 0.0,
         pseudo_label_threshold=args.pseudo_label_threshold,
         grl_gamma=args.grl_gamma,
         lr=args.lr,
@@ -352,11 +355,20 @@ def main() -> None:
     parser.add_argument("--adaptation-weight", type=float, default=1.0)
     parser.add_argument("--grl-gamma", type=float, default=10.0)
     parser.add_argument(
-        "--conditioning", choices=("none", "multilinear"), default="none", help="dann_plus only"
+        "--conditioning",
+        choices=("none", "multilinear"),
+        default="none",
+        help="dann_plus, real_terms_only",
     )
-    parser.add_argument("--entropy-weight", type=float, default=0.3, help="dann_plus only")
-    parser.add_argument("--diversity-weight", type=float, default=0.3, help="dann_plus only")
-    parser.add_argument("--consistency-weight", type=float, default=1.0, help="dann_plus only")
+    parser.add_argument(
+        "--entropy-weight", type=float, default=0.3, help="dann_plus, real_terms_only"
+    )
+    parser.add_argument(
+        "--diversity-weight", type=float, default=0.3, help="dann_plus, real_terms_only"
+    )
+    parser.add_argument(
+        "--consistency-weight", type=float, default=1.0, help="dann_plus, real_terms_only"
+    )
     parser.add_argument("--pseudo-label-threshold", type=float, default=0.95)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--optimizer", default="sgd")

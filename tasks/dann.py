@@ -6,7 +6,7 @@ domain classifier learns to tell rendered from real on *every* sample of the mix
 the reversed gradient pushes the features to make that impossible. Features the domain
 classifier cannot separate carry what the label classifier learnt over to real images.
 
-Two options go beyond the paper. ``conditioning: multilinear`` feeds the domain classifier
+Four options go beyond the paper. ``conditioning: multilinear`` feeds the domain classifier
 the outer product of features and (detached) class probabilities, as CDAN does (Long et
 al., 2018): rendered and real features are then aligned class by class instead of as two
 clouds, which keeps a rendered "3" from being matched with a real "2". ``entropy_weight``
@@ -437,6 +437,22 @@ class DANN(ImageClassifier):
                 terms[name] = term(logits, real_mask)
         return terms
 
+    def real_samples_loss(self, real_terms: dict[str, torch.Tensor]) -> torch.Tensor | float:
+        """The weighted, ramped sum of the entropy, diversity and consistency terms."""
+        signed_weights = {
+            "real_entropy": float(self.hparams.get("entropy_weight", 0.0)),
+            "real_diversity": -float(self.hparams.get("diversity_weight", 0.0)),
+            "consistency_loss": float(self.hparams.get("consistency_weight", 0.0)),
+        }
+        return sum(
+            (
+                signed_weights[name] * self._ramp * real_terms[name]
+                for name in signed_weights
+                if name in real_terms
+            ),
+            0.0,
+        )
+
     def consistency_terms(
         self, images: torch.Tensor, logits: torch.Tensor, domains: torch.Tensor
     ) -> dict[str, torch.Tensor]:
@@ -477,18 +493,9 @@ class DANN(ImageClassifier):
         real_terms = self.real_prediction_terms(logits, domains, pixel_mask)
         loss = label_loss + domain_loss
         if stage == "train":
-            entropy_weight = float(self.hparams.get("entropy_weight", 0.0))
-            diversity_weight = float(self.hparams.get("diversity_weight", 0.0))
-            for name, weight in (
-                ("real_entropy", entropy_weight),
-                ("real_diversity", -diversity_weight),
-            ):
-                if name in real_terms:
-                    loss = loss + weight * self._ramp * real_terms[name]
-            consistency_weight = float(self.hparams.get("consistency_weight", 0.0))
-            if consistency_weight > 0:
+            if float(self.hparams.get("consistency_weight", 0.0)) > 0:
                 real_terms.update(self.consistency_terms(images, logits, domains))
-                loss = loss + consistency_weight * self._ramp * real_terms["consistency_loss"]
+            loss = loss + self.real_samples_loss(real_terms)
 
         on_step, sync = stage == "train", stage != "train"
         log = {"on_step": on_step, "on_epoch": not on_step, "sync_dist": sync}

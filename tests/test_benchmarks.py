@@ -1,4 +1,4 @@
-"""The speed benchmarks that need no data run end to end at tiny sizes.
+"""The benchmarks run end to end at tiny sizes (on data they make themselves).
 
 They import private helpers of the renderer (the dense reference ray cast), so a change
 of those helpers must not leave a benchmark broken until someone next measures.
@@ -6,10 +6,13 @@ of those helpers must not leave a benchmark broken until someone next measures.
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,3 +49,38 @@ def test_body_parts_speed_reports_every_rate(tmp_path: Path) -> None:
     assert set(result["train_fps"]) == {"depth_features", "fcn"}
     assert all(v > 0 for v in result["render_to_train_ratio"].values())
     assert len(result["inference_fps"]) == 3
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    # The IDX format of the MNIST files: magic (0, 0, type 0x08 = ubyte, ndim), sizes, data.
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(
+        int(size).to_bytes(4, "big") for size in array.shape
+    )
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_dann_digits_runs_every_arm_and_reports_the_gap(tmp_path: Path) -> None:
+    # Made-up MNIST-format files (noise with a bright bar per class): the benchmark's
+    # plumbing, not its accuracy, is under test; real data is never read by tests.
+    rng = np.random.default_rng(0)
+    labels = np.arange(10_000) % 10
+    images = rng.integers(0, 60, size=(10_000, 28, 28))
+    for digit in range(10):
+        images[labels == digit, 4 + 2 * digit : 6 + 2 * digit, 6:22] = 255
+    data = tmp_path / "mnist"
+    data.mkdir()
+    _write_idx(data / "t10k-images-idx3-ubyte.gz", images)
+    _write_idx(data / "t10k-labels-idx1-ubyte.gz", labels)
+    result = _run(
+        "dann_digits.py",
+        *("--data-dir", str(data), "--runs", "1", "--jobs", "1", "--steps", "3"),
+        *("--rendered-train", "200", "--pad-samples", "16", "--batch-size", "32"),
+        *("--json-out", str(tmp_path / "dann.json")),
+    )
+    summary = result["summary"]
+    arms = ("source_only", "dann", "dann_plus", "real_terms_only", "train_on_real")
+    assert {row["arm"] for row in result["results"]} == set(arms)
+    for arm in ("dann", "dann_plus", "real_terms_only"):
+        assert "gap_closed" in summary[arm] and "never_below_source_only" in summary[arm]
+    assert all(0.0 <= row["test/real_acc"] <= 1.0 for row in result["results"])

@@ -91,6 +91,14 @@ SHRINK: dict[str, list[str]] = {
         "--data.init_args.num_workers=0",
         "--model.init_args.pad_samples=16",
     ],
+    "dann_plus_handwriting.yaml": [
+        "--data.init_args.rendered.init_args.train_length=96",
+        "--data.init_args.rendered.init_args.val_length=64",
+        "--data.init_args.rendered.init_args.test_length=64",
+        "--data.init_args.batch_size=16",
+        "--data.init_args.num_workers=0",
+        "--model.init_args.pad_samples=16",
+    ],
     "source_only_digits.yaml": [
         "--data.init_args.rendered.init_args.train_length=96",
         "--data.init_args.rendered.init_args.val_length=256",
