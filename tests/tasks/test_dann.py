@@ -403,16 +403,30 @@ def test_multilinear_conditioning_sizes_the_domain_classifier_and_spares_the_cla
     assert any(p.grad.abs().sum() > 0 for p in model.feature_extractor.parameters())
 
 
-def test_multilinear_conditioning_trains_dense_networks(tmp_path: Path) -> None:
+def test_conditioning_entropy_and_diversity_train_dense_networks() -> None:
     extractor = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU())
     model = tiny_dann(
-        feature_extractor=extractor, classifier=nn.Conv2d(8, 4, 1), conditioning="multilinear"
+        feature_extractor=extractor,
+        classifier=nn.Conv2d(8, 4, 1),
+        conditioning="multilinear",
+        entropy_weight=0.5,
+        diversity_weight=0.5,
     )
     batch = _batch()
     batch[LABEL] = torch.randint(0, 4, (6, SIZE, SIZE))
     batch[LABEL][3:] = -1
+    batch[VALID] = torch.zeros(6, SIZE, SIZE, dtype=torch.bool)
+    batch[VALID][:, 4:-4, 4:-4] = True
     output = _step(model, batch)
     assert output["preds"].shape == (6, SIZE, SIZE) and torch.isfinite(output["loss"])
+    # The real samples' person pixels only: the background's predictions do not count.
+    logits = model(batch[IMAGE])
+    real_pixels = (batch[DOMAIN] == REAL)[:, None, None] & batch[VALID]
+    terms = model.real_prediction_terms(logits, batch[DOMAIN], batch[VALID])
+    assert float(terms["real_entropy"]) == pytest.approx(float(masked_entropy(logits, real_pixels)))
+    assert float(terms["real_diversity"]) == pytest.approx(
+        float(marginal_entropy(logits, real_pixels))
+    )
 
 
 def test_entropy_weight_adds_the_real_samples_entropy_to_the_loss() -> None:
