@@ -144,12 +144,18 @@ class TVDenoise(ImageOptimizationTask):
     # -- fit ----------------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
         self.converged_at = None
-        if self.hparams.optimizer == "chambolle_pock" and getattr(
-            self.trainer.precision_plugin, "scaler", None
-        ):
-            # 16-mixed: the GradScaler checks gradients before any step; this solver has
-            # none, so give it zeros to check.
+
+    def _satisfy_grad_scaler(self) -> None:
+        # 16-mixed: the GradScaler unscales and checks gradients before every step, and
+        # gets its scale only when a loss is scaled. The Chambolle-Pock step has neither
+        # loss nor gradients: give it zero gradients to check and a scale (without this the
+        # first step failed on an H200).
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if scaler is None:
+            return
+        if self.pixels.grad is None:
             self.pixels.grad = torch.zeros_like(self.pixels)
+        scaler.scale(torch.zeros((), device=self.pixels.device))
 
     def training_iteration(self, batch: Batch) -> StepOutput:
         noisy = batch[IMAGE]
@@ -161,6 +167,7 @@ class TVDenoise(ImageOptimizationTask):
         if self.hparams.optimizer == "chambolle_pock":
             self._check_shape(batch)
             optimizer = self.optimizers()
+            self._satisfy_grad_scaler()
             optimizer.step(target=noisy)
             objective, gap = optimizer.optimizer.objective_and_gap(noisy)
             objective = objective / self.pixels[0].numel()

@@ -10,6 +10,7 @@ import torch
 from conftest import CONFIGS
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins import MixedPrecision
 from PIL import Image
 from torch import nn
 
@@ -283,3 +284,19 @@ def test_tv_denoise_16_mixed_on_gpu(optimizer: str, tmp_path: Path) -> None:
     noisy = data.fit_batch()[IMAGE]
     initial = float(model.objective(noisy, noisy).mean())
     assert float(trainer.callback_metrics["train/objective"]) < 0.7 * initial
+
+
+@pytest.mark.parametrize("optimizer", ["chambolle_pock", "adam"])
+def test_tv_denoise_runs_under_a_real_grad_scaler_on_cpu(optimizer: str, tmp_path: Path) -> None:
+    # The GradScaler of 16-mixed, on the CPU: the gradient-free Chambolle-Pock step must pass
+    # its unscale and inf checks although no loss was ever scaled (this failed on a GPU).
+    data = ImageOptimizationDataModule(images=["skimage:camera"], noise_sigma=0.1, size=32)
+    model = TVDenoise(weight=0.1, optimizer=optimizer, log_images_every_n_steps=0)
+    scaler = torch.amp.GradScaler("cpu")
+    trainer = _trainer(
+        tmp_path, max_steps=20, plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)]
+    )
+    trainer.fit(model, data)
+    noisy = data.fit_batch()[IMAGE]
+    initial = float(model.objective(noisy, noisy).mean())
+    assert float(trainer.callback_metrics["train/objective"]) < 0.8 * initial
