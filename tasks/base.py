@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.aggregation import SumMetric
@@ -47,14 +48,23 @@ class SynthTask(LightningModule):
 
     def __init__(self, networks: Mapping[str, nn.Module | None] | None = None) -> None:
         super().__init__()
+        # Injected networks are saved in the state dict. Built by LightningCLI they arrive
+        # as configs (given hyper-parameters), which ``load_from_checkpoint`` rebuilds them
+        # from; built in Python they are objects, never to be saved as hyper-parameters:
+        # the logger would pickle each, weights and all, into hparams.yaml (VGG19: 86 MB
+        # and a minute before the first step).
+        given = _given_hyperparameters.get()
+        objects = [
+            name
+            for name, network in (networks or {}).items()
+            if isinstance(network, nn.Module)
+            and (given is None or isinstance(given.get(name), nn.Module))
+        ]
         with warnings.catch_warnings():
-            # Injected networks are saved in the state dict; their *configs* are
-            # saved as hyper-parameters when the CLI built them, which is what
-            # ``load_from_checkpoint`` needs to rebuild them.
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`")
-            self.save_hyperparameters(ignore=["networks"])
+            self.save_hyperparameters(ignore=["networks", *objects])
         for name in [key for key, value in self.hparams.items() if isinstance(value, nn.Module)]:
-            del self.hparams[name]
+            del self.hparams[name]  # a network passed some other way: the state dict has it
         self.configure_models(**dict(networks or {}))
         self.configure_losses()
         self.configure_metrics()
