@@ -219,8 +219,25 @@ class ImageOptimizationTask(SynthTask):
     def training_iteration(self, batch: Batch) -> StepOutput:
         """One optimizer iteration; logs ``train/loss`` and the parts (override to add)."""
         terms = self.gradient_step(batch)
-        self.log_terms("train", terms)
+        self.log_terms("train", terms if self.writes_logs_now() else {"loss": terms["loss"]})
         return {"loss": terms["loss"].sum()}
+
+    def writes_logs_now(self) -> bool:
+        """Whether the logger writes this training step's metrics: every
+        ``log_every_n_steps``, and at the last step of the run or the epoch.
+
+        Lightning collects every ``self.log`` call but writes only then; for image
+        optimization, where a GPU step takes about 10 ms, collecting four terms at every
+        step cost a tenth of the time. ``train/loss`` (the progress bar) is logged always,
+        the other terms only when this is true.
+        """
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        if trainer._logger_connector.should_update_logs:
+            return True
+        last_step = 0 < trainer.max_steps <= trainer.global_step
+        return last_step or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
 
     def gradient_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One Adam or L-BFGS iteration on :meth:`loss_terms`; returns the terms (detached)."""

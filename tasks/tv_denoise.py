@@ -181,7 +181,7 @@ class TVDenoise(ImageOptimizationTask):
             objective = self.objective(self.pixels.detach(), noisy)
         x = self.pixels.detach()
         self.log("train/objective", objective.float().mean(), prog_bar=True, batch_size=count)
-        if REFERENCE in batch and self.trainer._logger_connector.should_update_logs:
+        if REFERENCE in batch and self.writes_logs_now():
             self.train_psnr(x.float().clamp(0, 1), batch[REFERENCE].float())
             self.log("train/psnr", self.train_psnr, batch_size=count)
         self._last_batch = batch
