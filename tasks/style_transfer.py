@@ -167,6 +167,11 @@ class StyleTransfer(ImageOptimizationTask):
                 k: (gram_matrix(styles[k].detach()) * blend_weights).sum(0)
                 for k in self.style_layers
             },
+            # Made once: a tensor built from a list every step is a blocking host-to-device
+            # copy on a GPU, which stalls the queue of kernels.
+            "style_weights": torch.tensor(
+                self.style_weights, dtype=torch.float32, device=self.pixels.device
+            ).repeat(batch[IMAGE].shape[0]),
         }
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -181,9 +186,7 @@ class StyleTransfer(ImageOptimizationTask):
         found = self.features(x)
         content = content_loss(found, targets["content"], self.content_layers)
         style = style_loss(found, targets["grams"], self.style_layers, hparams.style_layer_weights)
-        weights = torch.tensor(self.style_weights, device=x.device, dtype=style.dtype)
-        weights = weights.repeat(x.shape[0] // weights.numel())
-        loss = hparams.content_weight * content + weights * style
+        loss = hparams.content_weight * content + targets["style_weights"].to(style.dtype) * style
         terms = {"content": content, "style": style}
         if hparams.tv_weight > 0:
             tv = total_variation(x.float(), smoothing=1e-3) / x[0].numel()
