@@ -279,16 +279,14 @@ class DANN(ImageClassifier):
             )
         if pad_samples < 0:
             raise ValueError(f"pad_samples must be >= 0, got {pad_samples}")
-        if entropy_weight < 0:
-            raise ValueError(f"entropy_weight must be >= 0 (0 turns it off), got {entropy_weight}")
-        if diversity_weight < 0:
-            raise ValueError(
-                f"diversity_weight must be >= 0 (0 turns it off), got {diversity_weight}"
-            )
-        if consistency_weight < 0:
-            raise ValueError(
-                f"consistency_weight must be >= 0 (0 turns it off), got {consistency_weight}"
-            )
+        real_sample_weights = {
+            "entropy_weight": entropy_weight,
+            "diversity_weight": diversity_weight,
+            "consistency_weight": consistency_weight,
+        }
+        for name, weight in real_sample_weights.items():
+            if weight < 0:
+                raise ValueError(f"{name} must be >= 0 (0 turns it off), got {weight}")
         if not 0 <= pseudo_label_threshold <= 1:
             raise ValueError(
                 f"pseudo_label_threshold must be in [0, 1], got {pseudo_label_threshold}"

@@ -9,6 +9,16 @@ import torch
 import yaml
 from conftest import CONFIGS, FAST_TRAINER
 
+#: The two handwriting DANN configs differ in the model's options only.
+_HANDWRITING = [
+    "--data.init_args.rendered.init_args.train_length=96",
+    "--data.init_args.rendered.init_args.val_length=64",
+    "--data.init_args.rendered.init_args.test_length=64",
+    "--data.init_args.batch_size=16",
+    "--data.init_args.num_workers=0",
+    "--model.init_args.pad_samples=16",
+]
+
 #: Per-config overrides that shrink data to test size, and the subcommands to run.
 #: A config missing here fails ``test_every_config_is_covered``.
 SHRINK: dict[str, list[str]] = {
@@ -83,22 +93,8 @@ SHRINK: dict[str, list[str]] = {
         "--data.init_args.num_workers=0",
         "--model.init_args.pad_samples=16",
     ],
-    "dann_handwriting.yaml": [
-        "--data.init_args.rendered.init_args.train_length=96",
-        "--data.init_args.rendered.init_args.val_length=64",
-        "--data.init_args.rendered.init_args.test_length=64",
-        "--data.init_args.batch_size=16",
-        "--data.init_args.num_workers=0",
-        "--model.init_args.pad_samples=16",
-    ],
-    "dann_plus_handwriting.yaml": [
-        "--data.init_args.rendered.init_args.train_length=96",
-        "--data.init_args.rendered.init_args.val_length=64",
-        "--data.init_args.rendered.init_args.test_length=64",
-        "--data.init_args.batch_size=16",
-        "--data.init_args.num_workers=0",
-        "--model.init_args.pad_samples=16",
-    ],
+    "dann_handwriting.yaml": _HANDWRITING,
+    "dann_plus_handwriting.yaml": _HANDWRITING,
     "source_only_digits.yaml": [
         "--data.init_args.rendered.init_args.train_length=96",
         "--data.init_args.rendered.init_args.val_length=256",
