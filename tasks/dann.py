@@ -420,33 +420,37 @@ class DANN(ImageClassifier):
         mean prediction) of the real samples, those whose weight is set; valid pixels only
         for dense tasks."""
         terms: dict[str, torch.Tensor] = {}
-        wanted = {
-            "real_entropy": (float(self.hparams.get("entropy_weight", 0.0)), masked_entropy),
-            "real_diversity": (float(self.hparams.get("diversity_weight", 0.0)), marginal_entropy),
-        }
-        if not any(weight > 0 for weight, _ in wanted.values()):
+        weights = self.real_term_weights()
+        wanted = {"real_entropy": masked_entropy, "real_diversity": marginal_entropy}
+        wanted = {name: term for name, term in wanted.items() if weights[name] != 0}
+        if not wanted:
             return terms
         real_mask = (domains == REAL).view(-1, *([1] * (logits.ndim - 2)))
         real_mask = real_mask.expand(len(domains), *logits.shape[2:])
         if pixel_mask is not None and pixel_mask.shape == real_mask.shape:
             real_mask = real_mask & pixel_mask
-        for name, (weight, term) in wanted.items():
-            if weight > 0:
-                terms[name] = term(logits, real_mask)
+        for name, term in wanted.items():
+            terms[name] = term(logits, real_mask)
         return terms
+
+    def real_term_weights(self) -> dict[str, float]:
+        """Signed loss weights of the terms on the real samples (0: off); diversity is
+        maximised, so its weight enters negated."""
+        hparams = self.hparams
+        return {
+            "real_entropy": float(hparams.get("entropy_weight", 0.0)),
+            "real_diversity": -float(hparams.get("diversity_weight", 0.0)),
+            "consistency_loss": float(hparams.get("consistency_weight", 0.0)),
+        }
 
     def real_samples_loss(self, real_terms: dict[str, torch.Tensor]) -> torch.Tensor | float:
         """The weighted, ramped sum of the entropy, diversity and consistency terms."""
-        signed_weights = {
-            "real_entropy": float(self.hparams.get("entropy_weight", 0.0)),
-            "real_diversity": -float(self.hparams.get("diversity_weight", 0.0)),
-            "consistency_loss": float(self.hparams.get("consistency_weight", 0.0)),
-        }
+        weights = self.real_term_weights()
         return sum(
             (
-                signed_weights[name] * self._ramp * real_terms[name]
-                for name in signed_weights
-                if name in real_terms
+                weights[name] * self._ramp * value
+                for name, value in real_terms.items()
+                if name in weights
             ),
             0.0,
         )
@@ -491,7 +495,7 @@ class DANN(ImageClassifier):
         real_terms = self.real_prediction_terms(logits, domains, pixel_mask)
         loss = label_loss + domain_loss
         if stage == "train":
-            if float(self.hparams.get("consistency_weight", 0.0)) > 0:
+            if self.real_term_weights()["consistency_loss"] > 0:
                 real_terms.update(self.consistency_terms(images, logits, domains))
             loss = loss + self.real_samples_loss(real_terms)
 
