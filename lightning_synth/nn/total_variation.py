@@ -15,8 +15,13 @@ inside the square root (vectorial TV, which keeps colour edges aligned).
 :class:`ChambollePockTV` solves it with the accelerated primal-dual method of Chambolle
 and Pock (2011, Algorithm 2), one iteration per ``step()``, and certifies its accuracy:
 the duality gap bounds the distance to the exact minimiser,
-``||x - x*||^2 / 2 <= P(x) - D(p)``. :func:`tv_denoise` runs it until that bound says
-every image is within ``tol`` (root mean square) of its exact solution.
+``||x - x*||^2 / 2 <= P(x) - D(p)``. The dual ``p`` has a primal image of its own,
+``x(p) = y + weight * div p``, and the gap bounds both distances at once,
+``||x - x*||^2 / 2 + ||x(p) - x*||^2 / 2 <= P(x) - D(p)``, so their average
+``(x + x(p)) / 2`` is certified at least sqrt(2) times tighter:
+``||(x + x(p)) / 2 - x*||^2 <= P(x) - D(p) - ||x - x(p)||^2 / 4`` (:func:`averaged_rms`).
+:func:`tv_denoise` runs the iteration until that bound says every image's average is
+within ``tol`` (root mean square) of its exact solution, and returns the averages.
 All functions take ``B x C x H x W`` images and work on any device and float dtype.
 """
 
@@ -40,9 +45,16 @@ __all__ = [
     "ChambollePockTV",
     "tv_denoise",
     "gap_to_rms",
+    "averaged_rms",
 ]
 
 TVNorm = Literal["isotropic", "anisotropic"]
+
+#: Initial primal step and acceleration of Chambolle-Pock: the fewest iterations to a
+#: certified 2/255 on scikit-image's sample photographs (sigma 0.1 and 0.2) over a grid of
+#: both (tau 0.35 ... 1, gamma 0.35 ... 1); 2-3 iterations fewer than (1, 0.5), the first guess.
+DEFAULT_TAU = 0.7
+DEFAULT_GAMMA = 0.85
 
 #: Squared operator norm of the 2-D forward-difference gradient (``||grad||^2 <= 8``).
 _GRADIENT_NORM_SQUARED = 8.0
@@ -181,7 +193,7 @@ class TotalVariation(nn.Module):
 
 class _PrimalDual:
     """The work of one Chambolle-Pock run on images ``x`` (updated in place): the buffers,
-    and views into them made once, so an iteration is 16 tensor operations and no
+    and views into them made once, so an iteration is 15 tensor operations and no
     allocation. ``state`` holds what must survive a checkpoint."""
 
     def __init__(
@@ -255,21 +267,31 @@ class _PrimalDual:
         data.sub_(self.down_prev, alpha=weight).add_(self.right, alpha=weight)
         data.sub_(self.right_prev, alpha=weight)
         theta = 1.0 / math.sqrt(1.0 + 2.0 * self.gamma * tau)
-        self.extrapolated.copy_(x)
-        x.lerp_(data, tau / (1.0 + tau))
-        self.extrapolated.lerp_(x, 1.0 + theta)  # x + theta (x - x_old)
+        # x_new = x + c (data - x), extrapolated = x_new + theta (x_new - x), so
+        # extrapolated = x + (1 + theta) c (data - x): one pass each.
+        blend = tau / (1.0 + tau)
+        torch.lerp(x, data, (1.0 + theta) * blend, out=self.extrapolated)
+        x.lerp_(data, blend)
         state["tau"], state["sigma"] = tau * theta, sigma / theta
         state["iterations"] += 1
         self.valid = True
 
-    def gap(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``P(x)`` and ``P(x) - D(p)`` per image (float64); about an iteration's work."""
-        x, data, weight = self.x, self.data, self.weight
+    def dual_image(self, y: torch.Tensor) -> torch.Tensor:
+        """``x(p) = y + weight * div p``, the primal image of the current dual ``p``."""
+        data, weight = self.data, self.weight
         if not self.valid:  # e.g. after a checkpoint was loaded
             torch.add(y, self.down, alpha=weight, out=data)
             data.sub_(self.down_prev, alpha=weight).add_(self.right, alpha=weight)
             data.sub_(self.right_prev, alpha=weight)
             self.valid = True
+        return data
+
+    def gap(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``P(x)``, ``P(x) - D(p)`` and ``||x - x(p)||^2`` per image (float64); about an
+        iteration's work."""
+        x, weight = self.x, self.weight
+        data = self.dual_image(y)
+        spread = _squared_norms(torch.sub(x, data, out=self.difference))
         # D(p) = (||y||^2 - ||y + div p||^2) / 2
         dual_value = 0.5 * (_squared_norms(y) - _squared_norms(data))
         primal = 0.5 * _squared_norms(torch.sub(x, y, out=self.difference))
@@ -285,7 +307,13 @@ class _PrimalDual:
                 squared = squared.sum(dim=1)
             tv = _abs_sums(squared.sqrt_())
         primal = primal + weight * tv
-        return primal, (primal - dual_value).clamp(min=0.0)
+        return primal, (primal - dual_value).clamp(min=0.0), spread
+
+    def settle(self, y: torch.Tensor) -> None:
+        """Replace ``x`` by the certified average ``(x + x(p)) / 2``; iterations may go on
+        from there (the extrapolation restarts at the new ``x``)."""
+        self.x.add_(self.dual_image(y)).mul_(0.5)
+        self.extrapolated.copy_(self.x)
 
 
 class ChambollePockTV(torch.optim.Optimizer):
@@ -304,7 +332,7 @@ class ChambollePockTV(torch.optim.Optimizer):
         coupled_channels: vectorial TV (channels share one gradient length).
         tau: initial primal step; the dual step is ``1 / (8 tau)``.
         gamma: acceleration (strong convexity) parameter; 1 is the modulus of the data
-            term, smaller values are a little faster in practice.
+            term; 0.85 (with tau 0.7) took the fewest iterations on photographs.
     """
 
     def __init__(
@@ -313,8 +341,8 @@ class ChambollePockTV(torch.optim.Optimizer):
         weight: float = 0.1,
         norm: TVNorm = "isotropic",
         coupled_channels: bool = False,
-        tau: float = 1.0,
-        gamma: float = 0.5,
+        tau: float = DEFAULT_TAU,
+        gamma: float = DEFAULT_GAMMA,
     ) -> None:
         if weight <= 0:
             raise ValueError(f"weight must be positive, got {weight}")
@@ -390,15 +418,48 @@ class ChambollePockTV(torch.optim.Optimizer):
         Args:
             target: the noisy images ``y`` that :meth:`step` received.
         """
-        objectives, gaps = [], []
-        for group in self.param_groups:
-            for x in group["params"]:
-                if "dual" not in self.state[x]:
-                    raise RuntimeError("the duality gap needs at least one step() first")
-                objective, gap = self._worker(x, group).gap(target.to(x.dtype))
-                objectives.append(objective)
-                gaps.append(gap)
-        return torch.cat(objectives), torch.cat(gaps)
+        objective, gap, _ = self._certificates(target)
+        return objective, gap
+
+    @torch.no_grad()
+    def certificate(self, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The objective ``P(x)`` of each image, and how close :meth:`settle` would bring it.
+
+        Returns ``P(x)`` and the certified root mean square distance of the average
+        ``(x + x(p)) / 2`` to the exact minimiser (:func:`averaged_rms`; both ``B``,
+        float64). Costs about one iteration.
+
+        Args:
+            target: the noisy images ``y`` that :meth:`step` received.
+        """
+        objective, gap, spread = self._certificates(target)
+        return objective, averaged_rms(gap, spread, target[0].numel())
+
+    @torch.no_grad()
+    def settle(self, target: torch.Tensor) -> None:
+        """Replace each image by its certified average ``(x + x(p)) / 2`` (see
+        :meth:`certificate`); later steps go on from there.
+
+        Args:
+            target: the noisy images ``y`` that :meth:`step` received.
+        """
+        for group, x in self._stepped_images():
+            self._worker(x, group).settle(target.to(x.dtype))
+
+    def _stepped_images(self) -> list[tuple[dict[str, Any], torch.Tensor]]:
+        pairs = [(group, x) for group in self.param_groups for x in group["params"]]
+        if any("dual" not in self.state[x] for _, x in pairs):
+            raise RuntimeError("the duality gap needs at least one step() first")
+        return pairs
+
+    def _certificates(
+        self, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        parts = [
+            self._worker(x, group).gap(target.to(x.dtype)) for group, x in self._stepped_images()
+        ]
+        objective, gap, spread = zip(*parts, strict=True)
+        return torch.cat(objective), torch.cat(gap), torch.cat(spread)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
@@ -427,6 +488,39 @@ def gap_to_rms(gap: torch.Tensor, pixels_per_image: int) -> torch.Tensor:
     return torch.sqrt(2.0 * gap / pixels_per_image)
 
 
+def averaged_rms(gap: torch.Tensor, spread: torch.Tensor, pixels_per_image: int) -> torch.Tensor:
+    """The certified root mean square distance of ``(x + x(p)) / 2`` to the exact solution.
+
+    ``P(x) - P* >= ||x - x*||^2 / 2`` (the objective is 1-strongly convex) and
+    ``D* - D(p) >= ||x(p) - x*||^2 / 2`` (the dual is 1-strongly concave in
+    ``x(p) = y + weight div p``); adding them, with ``P* = D*``, and the parallelogram law give
+    ``||(x + x(p)) / 2 - x*||^2 <= P(x) - D(p) - ||x - x(p)||^2 / 4``.
+
+    Args:
+        gap: duality gaps ``P(x) - D(p)``.
+        spread: ``||x - x(p)||^2`` of each image.
+        pixels_per_image: ``C * H * W``.
+    """
+    return torch.sqrt((gap - 0.25 * spread).clamp(min=0.0) / pixels_per_image)
+
+
+def _iterations_to_tol(
+    iteration: int, distance: float, last_check: tuple[int, float] | None, tol: float
+) -> int:
+    """How many more iterations the certified distance needs to reach ``tol``.
+
+    The distance falls at least like ``1/n`` (the gap like ``1/n^2``), often faster: fit
+    ``distance ~ n^-a`` through the last two checks (``a >= 1``) and extrapolate.
+    """
+    exponent = 1.0
+    if last_check is not None and 0 < distance < last_check[1]:
+        exponent = max(
+            1.0, math.log(last_check[1] / distance) / math.log(iteration / last_check[0])
+        )
+    predicted = iteration * (distance / tol) ** (1.0 / exponent)
+    return max(1, math.ceil(predicted - iteration - 1e-9))
+
+
 @torch.no_grad()
 def tv_denoise(
     image: torch.Tensor,
@@ -440,10 +534,11 @@ def tv_denoise(
     """TV-denoise a batch of images; stop when each is certified within ``tol`` of the optimum.
 
     Stopping rule: the duality gap of each image bounds the root mean square distance
-    of the result to the exact minimiser; the run stops as soon as that bound is at most
-    ``tol`` for every image (in practice the distance is then several times smaller), or
-    after ``max_iter`` iterations. The gap is checked after ``check_every`` iterations
-    and then near the iteration where the 1/n^2 convergence rate predicts ``tol`` (at
+    of the average ``(x + x(p)) / 2`` of the primal image and the dual's image to the exact
+    minimiser (:func:`averaged_rms`); the run stops as soon as that bound is at most
+    ``tol`` for every image (in practice the distance is then about half of it), or
+    after ``max_iter`` iterations, and returns the averages. The gap is checked after
+    ``check_every`` iterations and then where the rate seen so far predicts ``tol`` (at
     most ``check_every`` iterations later).
 
     Args:
@@ -454,7 +549,7 @@ def tv_denoise(
             default); ``False`` treats each channel on its own, as scikit-image does.
         tol: certified root mean square distance to the exact solution, in image units
             (the default, 2/255, is two 8-bit grey levels; the actual distance is
-            typically a quarter of the bound).
+            typically 0.4-0.5 of the bound).
         max_iter: most iterations.
         check_every: most iterations between two duality-gap checks.
 
@@ -465,17 +560,19 @@ def tv_denoise(
     if weight <= 0:
         raise ValueError(f"weight must be positive, got {weight}")
     x = image.detach().clone()
-    solver = _PrimalDual(x, _PrimalDual.new_state(x, 1.0), weight, norm, coupled_channels, 0.5)
+    state = _PrimalDual.new_state(x, DEFAULT_TAU)
+    solver = _PrimalDual(x, state, weight, norm, coupled_channels, DEFAULT_GAMMA)
     pixels = x[0].numel()
-    next_check = check_every
+    next_check, last_check = check_every, None
     for iteration in range(1, max_iter + 1):
         solver.iterate(image)
         if iteration == next_check or iteration == max_iter:
-            distance = float(gap_to_rms(solver.gap(image)[1], pixels).max())
+            _, gap, spread = solver.gap(image)
+            distance = float(averaged_rms(gap, spread, pixels).max())
             if distance <= tol:
                 break
-            # The gap falls like 1/n^2, so the distance like 1/n: check again near the
-            # iteration where it should reach tol (at most check_every later).
-            predicted = iteration * distance / tol
-            next_check = iteration + int(min(check_every, max(2, 0.9 * (predicted - iteration))))
+            next_check = iteration + _iterations_to_tol(iteration, distance, last_check, tol)
+            next_check = min(next_check, iteration + check_every)
+            last_check = (iteration, distance)
+    solver.settle(image)
     return x

@@ -112,6 +112,35 @@ def test_objective_falls_and_the_certificate_holds() -> None:
     assert (x - clean).square().mean() < 0.5 * (noisy - clean).square().mean()
 
 
+@pytest.mark.parametrize("channels, coupled", [(1, False), (3, True), (3, False)])
+def test_the_averaged_certificate_holds_and_is_tighter(channels: int, coupled: bool) -> None:
+    _, noisy = _noisy(32, channels, sigma=0.2, seed=4)
+    exact = tv_denoise(
+        noisy.double(), weight=0.15, tol=1e-7, max_iter=20000, coupled_channels=coupled
+    ).float()
+    for steps in (3, 10, 30):
+        x = noisy.clone()
+        optimizer = ChambollePockTV([x], weight=0.15, coupled_channels=coupled)
+        for _ in range(steps):
+            optimizer.step(target=noisy)
+        plain_bound = float(gap_to_rms(optimizer.duality_gap(noisy), x[0].numel()))
+        objective, bound = optimizer.certificate(noisy)
+        assert float(objective) == pytest.approx(
+            float(rof_objective(x.double(), noisy.double(), 0.15, coupled_channels=coupled)),
+            rel=1e-5,
+        )
+        assert float(bound) <= plain_bound / math.sqrt(2) + 1e-7
+        optimizer.settle(noisy)
+        distance = float((x - exact).square().mean().sqrt())
+        assert distance <= float(bound) + 1e-5, "the averaged image must be within the bound"
+        # Iterations go on from the settled image and still converge.
+        for _ in range(20):
+            optimizer.step(target=noisy)
+        assert float((x - exact).square().mean().sqrt()) < distance
+    result = tv_denoise(noisy, weight=0.15, tol=0.01, coupled_channels=coupled)
+    assert float((result - exact).square().mean().sqrt()) <= 0.01
+
+
 def test_solver_resumes_from_its_state_dict() -> None:
     _, noisy = _noisy(16, 1)
     straight = noisy.clone()
