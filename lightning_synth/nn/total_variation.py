@@ -231,6 +231,13 @@ class _PrimalDual:
         self.squared = self.length[:, :, 0]
         # Per-channel squared lengths, summed over channels into ``squared`` when coupled.
         self.channel_squared = torch.empty_like(self.down) if coupled else self.squared
+        # Coupled on a CPU: the squared length as a chain of multiply-adds over the 2 C
+        # components, about a third cheaper than squares plus a strided channel sum (which
+        # stays on GPUs, where every extra kernel launch costs more than the pixels).
+        self.components: list[torch.Tensor] = []
+        if coupled and x.device.type == "cpu":
+            self.components = [self.inner[:, c, k] for c in range(x.shape[1]) for k in (0, 1)]
+            self.squared_sum = self.squared[:, 0]
         self.data = torch.empty_like(x)  # y + div p for the current p, once valid
         self.valid = False
 
@@ -257,10 +264,16 @@ class _PrimalDual:
         if self.norm == "anisotropic":
             self.inner.clamp_(-1.0, 1.0)
         else:
-            torch.mul(self.down, self.down, out=self.channel_squared)
-            self.channel_squared.addcmul_(self.right, self.right)
-            if self.coupled:
-                torch.sum(self.channel_squared, dim=1, keepdim=True, out=self.squared)
+            if self.components:
+                first, *rest = self.components
+                torch.mul(first, first, out=self.squared_sum)
+                for component in rest:
+                    self.squared_sum.addcmul_(component, component)
+            else:
+                torch.mul(self.down, self.down, out=self.channel_squared)
+                self.channel_squared.addcmul_(self.right, self.right)
+                if self.coupled:
+                    torch.sum(self.channel_squared, dim=1, keepdim=True, out=self.squared)
             self.inner.mul_(self.length.clamp_(min=1.0).rsqrt_())
         # Primal proximal step: x <- (x + tau (y + weight div p)) / (1 + tau).
         torch.add(y, self.down, alpha=weight, out=data)
@@ -305,7 +318,7 @@ class _PrimalDual:
             squared[..., :, :-1].addcmul_(right, right)
             if self.coupled:
                 squared = squared.sum(dim=1)
-            tv = _abs_sums(squared.sqrt_())
+            tv = _sums(squared.sqrt_())
         primal = primal + weight * tv
         return primal, (primal - dual_value).clamp(min=0.0), spread
 
@@ -468,9 +481,13 @@ class ChambollePockTV(torch.optim.Optimizer):
 
 # Sums for the duality gap: torch.sum's cascade summation is accurate in float32 (to
 # about 1e-7 relative over a million pixels); linalg.vector_norm and dot are not.
-def _abs_sums(x: torch.Tensor) -> torch.Tensor:
+def _sums(x: torch.Tensor) -> torch.Tensor:
     x = x.float() if x.element_size() < 4 else x
-    return x.abs().flatten(1).sum(dim=1).to(_accumulator(x))
+    return x.flatten(1).sum(dim=1).to(_accumulator(x))
+
+
+def _abs_sums(x: torch.Tensor) -> torch.Tensor:
+    return _sums(x.abs())
 
 
 def _squared_norms(x: torch.Tensor) -> torch.Tensor:
