@@ -12,7 +12,9 @@ Everything is vectorised over a batch and runs on any device.
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any
 
 import torch
 
@@ -310,54 +312,112 @@ def axis_angle_to_matrix(vec: torch.Tensor) -> torch.Tensor:
     return eye + s * k + (1 - c) * (k @ k)
 
 
-def _twist(angle: torch.Tensor) -> torch.Tensor:
-    zero = torch.zeros_like(angle)
-    return axis_angle_to_matrix(torch.stack([zero, angle, zero], -1))
-
-
-def _local_rotations(pose: torch.Tensor) -> torch.Tensor:
-    """``(B, J, 3, 3)`` rotation of every joint relative to its parent."""
-    d = {name: pose[:, i] for i, name in enumerate(DOF_NAMES)}
-    zero = torch.zeros_like(pose[:, 0])
-    eye = torch.eye(3, dtype=pose.dtype, device=pose.device).expand(len(pose), 3, 3)
-    rot = {name: eye for name in JOINT_NAMES}
-
-    def swing(x: torch.Tensor, z: torch.Tensor, max_angle: float = math.pi) -> torch.Tensor:
-        vec = torch.stack([x, zero, z], -1)
-        norm = vec.norm(dim=-1, keepdim=True)
-        return axis_angle_to_matrix(vec * (max_angle / norm.clamp_min(max_angle)))
-
-    rot["pelvis"] = swing(d["pelvis_flex"], -d["pelvis_lat"])
+def _joint_rotation_table() -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Per joint, the pose angles of its swing (about local ``x`` and ``z``) and twist
+    (about ``y``): three rows of DOF indices (``-1``: none) and their signs."""
+    angles = {name: ((-1, 1.0), (-1, 1.0), (-1, 1.0)) for name in JOINT_NAMES}
+    angles["pelvis"] = ((_DOF["pelvis_flex"], 1.0), (_DOF["pelvis_lat"], -1.0), (-1, 1.0))
     for joint in ("spine", "chest", "neck"):
-        rot[joint] = swing(d[f"{joint}_flex"], -d[f"{joint}_lat"]) @ _twist(d[f"{joint}_twist"])
+        dof = (f"{joint}_flex", f"{joint}_lat", f"{joint}_twist")
+        angles[joint] = ((_DOF[dof[0]], 1.0), (_DOF[dof[1]], -1.0), (_DOF[dof[2]], 1.0))
     for side, sign in (("l", 1.0), ("r", -1.0)):
         # Mirroring a rotation through x -> -x negates its y and z components.
-        for joint, limb in (("shoulder", "shoulder"), ("hip", "hip")):
-            rot[f"{side}_{joint}"] = swing(
-                -d[f"{side}_{limb}_flex"], sign * d[f"{side}_{limb}_abd"]
-            ) @ _twist(sign * d[f"{side}_{limb}_twist"])
-        rot[f"{side}_elbow"] = swing(-d[f"{side}_elbow_flex"], zero)
-        rot[f"{side}_wrist"] = swing(-d[f"{side}_wrist_flex"], sign * d[f"{side}_wrist_dev"])
-        rot[f"{side}_knee"] = swing(d[f"{side}_knee_flex"], zero)
-        rot[f"{side}_ankle"] = swing(-d[f"{side}_ankle_flex"], zero)
-    return torch.stack([rot[name] for name in JOINT_NAMES], 1)
+        for joint in ("shoulder", "hip"):
+            flex, abd, twist = (_DOF[f"{side}_{joint}_{k}"] for k in ("flex", "abd", "twist"))
+            angles[f"{side}_{joint}"] = ((flex, -1.0), (abd, sign), (twist, sign))
+        wrist = ((_DOF[f"{side}_wrist_flex"], -1.0), (_DOF[f"{side}_wrist_dev"], sign))
+        angles[f"{side}_wrist"] = (*wrist, (-1, 1.0))
+        for joint, flex_sign in (("elbow", -1.0), ("knee", 1.0), ("ankle", -1.0)):
+            flex = (_DOF[f"{side}_{joint}_flex"], flex_sign)
+            angles[f"{side}_{joint}"] = (flex, (-1, 1.0), (-1, 1.0))
+    rows = [angles[name] for name in JOINT_NAMES]
+    index = tuple(row[k][0] for k in range(3) for row in rows)
+    sign = tuple(row[k][1] for k in range(3) for row in rows)
+    return index, sign
 
 
-def _offsets(shape: torch.Tensor) -> torch.Tensor:
-    """``(B, J, 3)`` rest offsets of the joints scaled by the body shape."""
-    s = {name: shape[:, i] for i, name in enumerate(SHAPE_NAMES)}
-    rows = []
+_ROTATION_DOFS, _ROTATION_SIGNS = _joint_rotation_table()
+
+
+def _depth(joint: int) -> int:
+    return 0 if JOINT_PARENTS[joint] < 0 else 1 + _depth(JOINT_PARENTS[joint])
+
+
+#: Joints grouped by depth below the pelvis: each group's parents are placed before it.
+_LEVELS = tuple(
+    tuple(j for j in range(len(JOINT_NAMES)) if _depth(j) == level)
+    for level in range(1, 1 + max(_depth(j) for j in range(len(JOINT_NAMES))))
+)
+#: The frame each joint's rotation and offset hang from: its parent's, except the hips,
+#: which hang from the untilted pelvis (the yaw frame, stored after the joints).
+_FRAME_PARENT = tuple(
+    len(JOINT_NAMES) if p < 0 or JOINT_NAMES[j] in ("l_hip", "r_hip") else p
+    for j, p in enumerate(JOINT_PARENTS)
+)
+
+
+def _offset_table() -> tuple[tuple[tuple[float, float, float], ...], tuple[int, ...]]:
+    """Rest offset of every joint and, per axis, the shape column that stretches it
+    (``len(SHAPE_NAMES)``: none)."""
+    offsets, groups = [], []
     for name in JOINT_NAMES:
         base = name[2:] if name[1] == "_" else name
         off = _OFFSETS.get(name, _OFFSETS.get("l_" + base))
         mirror = -1.0 if name.startswith("r_") else 1.0
+        offsets.append((off[0] * mirror, off[1], off[2]))
         group = _OFFSET_GROUPS[base]
-        groups = group if isinstance(group, tuple) else (group, group, group)
-        mult = torch.stack(
-            [s[g] if g != "scale" else torch.ones_like(s["scale"]) for g in groups], -1
-        )
-        rows.append(shape.new_tensor([off[0] * mirror, off[1], off[2]]) * mult)
-    return torch.stack(rows, 1) * s["scale"][:, None, None]
+        for g in group if isinstance(group, tuple) else (group, group, group):
+            groups.append(len(SHAPE_NAMES) if g == "scale" else SHAPE_NAMES.index(g))
+    return tuple(offsets), tuple(groups)
+
+
+_REST_OFFSETS, _OFFSET_COLUMNS = _offset_table()
+
+
+@functools.lru_cache(maxsize=16)
+def _tables(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """The skeleton's constant tables on ``device``, made once (not copied every batch)."""
+
+    def long(values: tuple[int, ...]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.long, device=device)
+
+    return {
+        "rotation_dofs": long(_ROTATION_DOFS),
+        "rotation_signs": torch.tensor(_ROTATION_SIGNS, dtype=dtype, device=device),
+        "rest_offsets": torch.tensor(_REST_OFFSETS, dtype=dtype, device=device),
+        "offset_columns": long(_OFFSET_COLUMNS),
+        "levels": [(long(level), long(tuple(_FRAME_PARENT[j] for j in level)),
+                    long(tuple(JOINT_PARENTS[j] for j in level))) for level in _LEVELS],
+    }  # fmt: skip
+
+
+def _with_zero_column(values: torch.Tensor) -> torch.Tensor:
+    return torch.cat([values, values.new_zeros(len(values), 1)], 1)
+
+
+def _local_rotations(pose: torch.Tensor) -> torch.Tensor:
+    """``(B, J, 3, 3)`` rotation of every joint relative to its parent: a swing (angle at
+    most pi) about an axis in the local ``x``-``z`` plane, then a twist about ``y``."""
+    tables = _tables(pose.device, pose.dtype)
+    joints = len(JOINT_NAMES)
+    # Index -1 reads the appended zero column: joints without that angle.
+    angles = _with_zero_column(pose)[:, tables["rotation_dofs"]] * tables["rotation_signs"]
+    x, z, twist = angles[:, :joints], angles[:, joints : 2 * joints], angles[:, 2 * joints :]
+    zero = torch.zeros_like(x)
+    vec = torch.stack([x, zero, z], -1)
+    norm = vec.norm(dim=-1, keepdim=True)
+    swing = axis_angle_to_matrix(vec * (math.pi / norm.clamp_min(math.pi)))
+    return swing @ axis_angle_to_matrix(torch.stack([zero, twist, zero], -1))
+
+
+def _offsets(shape: torch.Tensor) -> torch.Tensor:
+    """``(B, J, 3)`` rest offsets of the joints scaled by the body shape."""
+    tables = _tables(shape.device, shape.dtype)
+    # The appended column is the multiplier 1 ("scale" axes are scaled once, below).
+    stretch = shape.new_ones(len(shape), len(SHAPE_NAMES) + 1)
+    stretch[:, : len(SHAPE_NAMES)] = shape
+    stretch = stretch[:, tables["offset_columns"]].view(len(shape), len(JOINT_NAMES), 3)
+    return tables["rest_offsets"] * stretch * shape[:, 0, None, None]
 
 
 def forward_kinematics(
@@ -378,19 +438,19 @@ def forward_kinematics(
     offsets = _offsets(shape)
     zero = torch.zeros_like(yaw)
     rot_yaw = axis_angle_to_matrix(torch.stack([zero, yaw, zero], -1))
-    rots: list[torch.Tensor] = []
-    pos: list[torch.Tensor] = []
-    for j, parent in enumerate(JOINT_PARENTS):
-        if parent < 0:
-            rots.append(rot_yaw @ local[:, j])
-            pos.append(torch.zeros_like(offsets[:, j]))
-        elif JOINT_NAMES[j] in ("l_hip", "r_hip"):  # legs hang from the untilted pelvis
-            rots.append(rot_yaw @ local[:, j])
-            pos.append(pos[parent] + (rot_yaw @ offsets[:, j, :, None])[..., 0])
-        else:
-            rots.append(rots[parent] @ local[:, j])
-            pos.append(pos[parent] + (rots[parent] @ offsets[:, j, :, None])[..., 0])
-    rotations, positions = torch.stack(rots, 1), torch.stack(pos, 1)
+    joints = len(JOINT_NAMES)
+    # Level by level (six matrix products of many joints, not one per joint): slot
+    # ``joints`` holds the yaw frame the pelvis and the hips hang from.
+    frames = rot_yaw[:, None].repeat(1, joints + 1, 1, 1)
+    frames[:, 0] = rot_yaw @ local[:, 0]
+    positions = torch.zeros_like(offsets)
+    for level, frame_parent, parent in _tables(pose.device, pose.dtype)["levels"]:
+        hanging_from = frames[:, frame_parent]
+        frames[:, level] = hanging_from @ local[:, level]
+        positions[:, level] = (
+            positions[:, parent] + (hanging_from @ offsets[:, level, :, None])[..., 0]
+        )
+    rotations = frames[:, :joints]
     lowest = positions[..., 1].amin(1) - 0.06 * shape[:, 0]
     positions = positions - torch.stack([zero, lowest, zero], -1)[:, None]
     return rotations, positions
