@@ -66,6 +66,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=16, help="training batch size")
     parser.add_argument("--frames", type=int, default=64, help="frames per timing")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--culling",
+        choices=("spans", "tiles"),
+        default="spans",
+        help="the renderer's ray cast: spans (default) or tiles (fused Triton kernel, CUDA)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="intra-op CPU threads")
     parser.add_argument(
         "--malloc",
@@ -83,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     batches = max(1, args.frames // args.batch_size)
 
     # -- rendering (what a DataLoader worker does per batch) -------------------------------
-    renderer = BodyRenderer(*size, device=str(device))
+    renderer = BodyRenderer(*size, device=str(device), culling=args.culling)
     clean = RenderedBodies(10**6, renderer)
     noisy = RenderedBodies(10**6, renderer, noise=DepthSensorNoise())
     step = iter(range(0, 10**6, args.batch_size))
@@ -149,6 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
         "width": args.width,
         "batch_size": args.batch_size,
         "device": str(device),
+        "culling": args.culling,
         "threads": torch.get_num_threads(),
         "keep_freed_memory": kept,
         "machine": platform.processor() or platform.machine(),

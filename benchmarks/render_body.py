@@ -86,6 +86,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-frames", type=int, default=512)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--culling",
+        choices=("spans", "tiles"),
+        default="spans",
+        help="the renderer's ray cast: spans (default) or tiles (fused Triton kernel, CUDA)",
+    )
     parser.add_argument("--json-out", default=None)
     parser.add_argument(
         "--threads",
@@ -97,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    renderer = BodyRenderer(args.height, args.width, device=device)
+    renderer = BodyRenderer(args.height, args.width, device=device, culling=args.culling)
     batches = [
         list(range(start, min(start + args.batch_size, args.num_frames)))
         for start in range(0, args.num_frames, args.batch_size)
@@ -132,6 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
         "batch_size": args.batch_size,
         "num_frames": args.num_frames,
         "device": str(device),
+        "culling": args.culling,
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__,

@@ -25,6 +25,7 @@ frames as its indices one by one, in any DataLoader worker or DDP process.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch.utils.data import Dataset
@@ -54,6 +55,7 @@ from lightning_synth.rendering.body_parts import (
     label_hits,
 )
 from lightning_synth.rendering.body_render import raycast_hits
+from lightning_synth.rendering.body_render_tiles import tiles_available
 from lightning_synth.rendering.body_skeleton import (
     DOF_NAMES,
     JOINT_NAMES,
@@ -159,6 +161,10 @@ class BodyRenderer:
         random_limb_prob: chance that each limb group (spine, neck, each arm and leg) is
             posed uniformly at random within its joint limits.
         device: device the frames are rendered on (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
+        culling: how the ray cast finds the pixels each primitive covers: ``spans`` (the
+            default; gathers the pixels near each primitive, fast on a CPU) or ``tiles``
+            (one fused Triton kernel over pixel tiles; CUDA only, written to cut the many
+            small kernels ``spans`` launches per batch; not yet measured on a GPU).
     """
 
     def __init__(
@@ -180,7 +186,15 @@ class BodyRenderer:
         pose_jitter: float = 12.0,
         random_limb_prob: float = 0.2,
         device: str = "cpu",
+        culling: Literal["spans", "tiles"] = "spans",
     ) -> None:
+        if culling not in ("spans", "tiles"):
+            raise ValueError(f"culling must be 'spans' or 'tiles', got {culling!r}")
+        if culling == "tiles" and not tiles_available(torch.device(device)):
+            raise ValueError(
+                f"culling='tiles' needs Triton and a CUDA device, not {device!r}; use "
+                f"culling='spans' (the default) there"
+            )
         if height < 1 or width < 1:
             raise ValueError(f"image size must be positive, got {height} x {width}")
         if min(distance_range) <= 0.3:
@@ -193,6 +207,7 @@ class BodyRenderer:
         self.proportion_jitter, self.pose_jitter = proportion_jitter, pose_jitter
         self.random_limb_prob = random_limb_prob
         self.device = torch.device(device)
+        self.culling = culling
 
     def sample(self, indices: torch.Tensor | Sequence[int] | int) -> BodyParams:
         """Draw the parameters of frames ``indices``.
@@ -275,7 +290,7 @@ class BodyRenderer:
         )
         size = (params.pose.shape[0], self.height, self.width)
         pixel, depth, primitive = raycast_hits(
-            centers, axes, radii, half, intrinsics, self.height, self.width
+            centers, axes, radii, half, intrinsics, self.height, self.width, self.culling
         )
         parts = label_hits(
             pixel, depth, primitive, size, intrinsics, centers, axes, half, joints,

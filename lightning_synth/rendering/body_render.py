@@ -24,6 +24,8 @@ from typing import Literal
 
 import torch
 
+from lightning_synth.rendering.body_render_tiles import raycast_tiles
+
 __all__ = ["capsule_bounding_boxes", "capsule_row_spans", "raycast_capsules", "raycast_hits"]
 
 _NEAR = 0.02  # metres; boxes of primitives closer than this to the camera plane cover all
@@ -48,9 +50,9 @@ def capsule_bounding_boxes(
     tip = axes[..., 1] * half_lengths[..., None]
     lo = centers - tip.abs() - extent
     hi = centers + tip.abs() + extent
-    corners = torch.stack(
-        [torch.stack([(lo, hi)[i >> k & 1][..., k] for k in range(3)], -1) for i in range(8)], -2
-    )  # (B, P, 8, 3)
+    # Corner i takes hi on axis k where bit k of i is set: one select, not 33 small ops.
+    bits = (torch.arange(8, device=lo.device)[:, None] >> torch.arange(3, device=lo.device)) & 1
+    corners = torch.where(bits.bool(), hi[..., None, :], lo[..., None, :])  # (B, P, 8, 3)
     fx, fy, cx, cy = (intrinsics[:, None, None, i] for i in range(4))
     z = corners[..., 2]
     u = fx * corners[..., 0] / z.clamp_min(_NEAR) + cx
@@ -186,7 +188,7 @@ def raycast_capsules(
     intrinsics: torch.Tensor,
     height: int,
     width: int,
-    culling: Literal["spans", "boxes"] = "spans",
+    culling: Literal["spans", "boxes", "tiles"] = "spans",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Depth and index of the visible primitive at every pixel.
 
@@ -218,7 +220,7 @@ def raycast_hits(
     intrinsics: torch.Tensor,
     height: int,
     width: int,
-    culling: Literal["spans", "boxes"] = "spans",
+    culling: Literal["spans", "boxes", "tiles"] = "spans",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The pixels some primitive covers, with the depth and index of the visible one.
 
@@ -237,7 +239,10 @@ def raycast_hits(
         width: image width in pixels.
         culling: ``spans`` tests only the pixels near each primitive's projected segment
             (:func:`capsule_row_spans`); ``boxes`` every pixel of its projected bounding
-            box (slower, the same image: the reference the spans are tested against).
+            box (slower, the same image: the reference the spans are tested against);
+            ``tiles`` runs one fused Triton kernel over tiles of pixels, skipping the
+            primitives whose box misses a tile (CUDA only; the same image to float
+            rounding; see :mod:`~lightning_synth.rendering.body_render_tiles`).
 
     Returns:
         ``pixel`` ``(N,)`` long, increasing flat indices into ``(B, H, W)`` of the
@@ -265,6 +270,11 @@ def raycast_hits(
         -1,
     ).flatten(0, 1)
 
+    if culling == "tiles":
+        depth_all, index_all = raycast_tiles(table, boxes, batch, prims, height, width)
+        covered = (index_all >= 0).nonzero()[:, 0]
+        depth = depth_all.index_select(0, covered).to(centers.dtype)
+        return covered, depth, index_all.index_select(0, covered).long()
     if culling == "spans":
         owner, v_row, u0_row, u1_row = capsule_row_spans(
             centers, axes, radii, half_lengths, intrinsics, boxes
@@ -272,7 +282,7 @@ def raycast_hits(
     elif culling == "boxes":
         owner, v_row, u0_row, u1_row = _box_rows(boxes)
     else:
-        raise ValueError(f"culling must be 'spans' or 'boxes', got {culling!r}")
+        raise ValueError(f"culling must be 'spans', 'boxes' or 'tiles', got {culling!r}")
     counts = (u1_row - u0_row + 1).clamp_min(0)
     pixel_row = torch.repeat_interleave(torch.arange(len(counts), device=device), counts)
     start = torch.cumsum(counts, 0) - counts
