@@ -1,7 +1,8 @@
 """Style transfer speed: ``StyleTransfer`` under ``Trainer.fit`` against a plain PyTorch loop.
 
-Both do the same work per step: one L-BFGS iteration (``max_iter=1``, history 100) on
-the pixels, i.e. one forward and backward pass of the same frozen VGG19 features
+Both do the same work per step: ``--iterations-per-step`` L-BFGS iterations (``max_iter``,
+default 1; the PyTorch tutorial's loop uses 20; history 100) on the pixels, each one
+forward and backward pass of the same frozen VGG19 features
 (``conv1_1`` ... ``conv5_1``), with the content loss on ``conv4_2`` and Gram-matrix
 style losses (the functions of ``lightning_synth.nn.style_losses``), targets computed
 once. The task logs its scalars every 50 steps to TensorBoard (Lightning's default);
@@ -74,7 +75,13 @@ def _median_step(times: list[tuple[float, float]], warmup: int, which: int) -> f
 
 
 def _worker(
-    method: str, size: int, steps: int, warmup: int, weights: str, device_name: str
+    method: str,
+    size: int,
+    steps: int,
+    warmup: int,
+    weights: str,
+    device_name: str,
+    iterations_per_step: int = 1,
 ) -> dict:
     import lightning.pytorch  # noqa: F401  (both pay for the imports: same baseline)
     import tensorboard  # noqa: F401
@@ -92,9 +99,9 @@ def _worker(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     if method == "plain":
-        times = _plain_loop(network, data.fit_batch(), device, warmup + steps)
+        times = _plain_loop(network, data.fit_batch(), device, warmup + steps, iterations_per_step)
     else:
-        times = _lightning(network, data, device, warmup + steps)
+        times = _lightning(network, data, device, warmup + steps, iterations_per_step)
     return {
         "method": method,
         "size": size,
@@ -105,7 +112,9 @@ def _worker(
     }
 
 
-def _plain_loop(network, batch, device: torch.device, steps: int) -> list[tuple[float, float]]:
+def _plain_loop(
+    network, batch, device: torch.device, steps: int, iterations_per_step: int = 1
+) -> list[tuple[float, float]]:
     """What a user would write by hand: the same losses, L-BFGS, a for loop."""
     from lightning_synth.nn.style_losses import content_loss, gram_matrix, style_loss
     from lightning_synth.nn.vgg import CONTENT_LAYERS, STYLE_LAYERS
@@ -116,7 +125,13 @@ def _plain_loop(network, batch, device: torch.device, steps: int) -> list[tuple[
         content_targets = network(content)
         grams = {k: gram_matrix(v).mean(0) for k, v in network(style).items()}
     pixels = content.clone().requires_grad_(True)
-    optimizer = torch.optim.LBFGS([pixels], lr=1.0, max_iter=1, history_size=100)
+    optimizer = torch.optim.LBFGS(
+        [pixels],
+        lr=1.0,
+        max_iter=iterations_per_step,
+        max_eval=iterations_per_step + 1,
+        history_size=100,
+    )
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -136,7 +151,9 @@ def _plain_loop(network, batch, device: torch.device, steps: int) -> list[tuple[
     return times
 
 
-def _lightning(network, data, device: torch.device, steps: int) -> list[tuple[float, float]]:
+def _lightning(
+    network, data, device: torch.device, steps: int, iterations_per_step: int = 1
+) -> list[tuple[float, float]]:
     from lightning.pytorch import Callback, Trainer
     from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -152,7 +169,11 @@ def _lightning(network, data, device: torch.device, steps: int) -> list[tuple[fl
             self.times.append(_clock())
 
     clock = Clock()
-    model = StyleTransfer(feature_network=network, log_images_every_n_steps=0)
+    model = StyleTransfer(
+        feature_network=network,
+        log_images_every_n_steps=0,
+        iterations_per_step=iterations_per_step,
+    )
     with tempfile.TemporaryDirectory() as folder:
         trainer = Trainer(
             accelerator="gpu" if device.type == "cuda" else "cpu",
@@ -178,6 +199,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--json-out", default=None, help="write the results here as JSON")
+    parser.add_argument(
+        "--iterations-per-step", type=int, default=1, help="L-BFGS iterations per step (both)"
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -185,7 +209,15 @@ def main() -> None:
     weights = _weights(args.weights)
     torch.set_num_threads(args.threads)
     if args.worker:
-        result = _worker(args.worker, args.size, args.steps, args.warmup, weights, args.device)
+        result = _worker(
+            args.worker,
+            args.size,
+            args.steps,
+            args.warmup,
+            weights,
+            args.device,
+            args.iterations_per_step,
+        )
         print("RESULT " + json.dumps(result))
         return
 
@@ -200,6 +232,7 @@ def main() -> None:
                     sys.executable, __file__, "--worker", method, "--size", str(size),
                     "--steps", str(args.steps), "--warmup", str(args.warmup),
                     "--weights", weights, "--device", args.device, "--threads", str(args.threads),
+                    "--iterations-per-step", str(args.iterations_per_step),
                 ]  # fmt: skip
                 output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
                 line = next(x for x in output.splitlines() if x.startswith("RESULT "))
@@ -250,6 +283,7 @@ def main() -> None:
             "steps": args.steps,
             "warmup": args.warmup,
             "rounds": args.rounds,
+            "iterations_per_step": args.iterations_per_step,
             "machine": {
                 "platform": platform.platform(),
                 "processor": platform.processor(),

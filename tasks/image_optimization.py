@@ -207,7 +207,12 @@ class ImageOptimizationTask(SynthTask):
         if name == "adam":
             return torch.optim.Adam([self.pixels], lr=lr)
         if name == "lbfgs":
-            return torch.optim.LBFGS([self.pixels], lr=lr, max_iter=1, history_size=100)
+            iterations = self.iterations_per_step
+            # max_iter iterations take max_iter closure calls; L-BFGS's default budget
+            # (max_iter * 5 // 4) would cut the step short.
+            return torch.optim.LBFGS(
+                [self.pixels], lr=lr, max_iter=iterations, max_eval=iterations + 1, history_size=100
+            )
         raise ValueError(f"unknown optimizer {name!r}")
 
     # -- steps -----------------------------------------------------------------------------
@@ -239,8 +244,15 @@ class ImageOptimizationTask(SynthTask):
         last_step = 0 < trainer.max_steps <= trainer.global_step
         return last_step or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
 
+    @property
+    def iterations_per_step(self) -> int:
+        """L-BFGS iterations per training step (the ``iterations_per_step``
+        hyper-parameter where a subclass has one, else 1)."""
+        return int(self.hparams.get("iterations_per_step", 1))
+
     def gradient_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One Adam or L-BFGS iteration on :meth:`loss_terms`; returns the terms (detached)."""
+        """One Adam step, or one L-BFGS step of :attr:`iterations_per_step` iterations, on
+        :meth:`loss_terms`; returns the terms (detached) of the last evaluation."""
         self._check_shape(batch)
         optimizer = self.optimizers()
         last: dict[str, torch.Tensor] = {}

@@ -59,6 +59,11 @@ class StyleTransfer(ImageOptimizationTask):
         init: start from the ``content`` image or from uniform ``noise``.
         optimizer: ``lbfgs`` (Gatys et al.; needs full precision) or ``adam``.
         lr: learning rate (default 1 for ``lbfgs``, 0.02 for ``adam``).
+        iterations_per_step: L-BFGS iterations per training step (its ``max_iter``; the
+            PyTorch tutorial's loop uses 20); more than 1 spreads the Trainer's own
+            per-step work (hooks, logging) over several iterations, which shows on a GPU
+            where an iteration takes milliseconds. ``max_steps`` counts training steps.
+            Adam takes one iteration per step.
         log_images_every_n_steps: progress images to TensorBoard (0: only the result).
         bit_depth: bits per channel of the PNG files written (8 or 16).
     """
@@ -79,9 +84,18 @@ class StyleTransfer(ImageOptimizationTask):
         init: Literal["content", "noise"] = "content",
         optimizer: Literal["lbfgs", "adam"] = "lbfgs",
         lr: float | None = None,
+        iterations_per_step: int = 1,
         log_images_every_n_steps: int = 50,
         bit_depth: Literal[8, 16] = 8,
     ) -> None:
+        if iterations_per_step < 1:
+            raise ValueError(f"iterations_per_step must be at least 1, got {iterations_per_step}")
+        if iterations_per_step > 1 and optimizer != "lbfgs":
+            raise ValueError(
+                f"iterations_per_step={iterations_per_step} is L-BFGS's max_iter; with "
+                f"optimizer={optimizer!r} each training step is one iteration: raise "
+                f"max_steps instead"
+            )
         self.content_layers = list(content_layers or CONTENT_LAYERS)
         self.style_layers = list(style_layers or STYLE_LAYERS)
         if style_layer_weights is not None and len(style_layer_weights) != len(self.style_layers):

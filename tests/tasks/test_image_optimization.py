@@ -178,6 +178,31 @@ def test_style_transfer_adam_bf16_mixed_on_cpu(tmp_path: Path) -> None:
     assert model.pixels.dtype == torch.float32  # the image itself stays in full precision
 
 
+def test_lbfgs_iterations_per_step_are_the_same_iterations(tmp_path: Path) -> None:
+    def fit(steps: int, iterations_per_step: int) -> StyleTransfer:
+        torch.manual_seed(0)  # the feature network's biases
+        model = StyleTransfer(
+            feature_network=_TinyFeatures(),
+            content_layers=["b"],
+            style_layers=["a", "b"],
+            iterations_per_step=iterations_per_step,
+            log_images_every_n_steps=0,
+        )
+        trainer = _trainer(tmp_path / f"{steps}x{iterations_per_step}", max_steps=steps)
+        trainer.fit(model, StyleTransferDataModule(size=16))
+        assert trainer.global_step == steps
+        return model
+
+    # L-BFGS keeps its history within a step as across steps: the same six iterates.
+    one_at_a_time, three_per_step = fit(6, 1), fit(2, 3)
+    torch.testing.assert_close(three_per_step.pixels, one_at_a_time.pixels, atol=1e-5, rtol=0)
+    assert not torch.allclose(fit(2, 1).pixels, one_at_a_time.pixels, atol=1e-3)
+    with pytest.raises(ValueError, match="iterations_per_step"):
+        StyleTransfer(feature_network=_TinyFeatures(), iterations_per_step=0)
+    with pytest.raises(ValueError, match="L-BFGS's max_iter"):
+        StyleTransfer(feature_network=_TinyFeatures(), optimizer="adam", iterations_per_step=5)
+
+
 def test_style_checkpoints_leave_out_rebuildable_vgg_weights(tmp_path: Path) -> None:
     layers = ["conv1_1", "conv2_1"]
     weights_file = tmp_path / "vgg_part.pth"
