@@ -296,11 +296,10 @@ def test_primitives_partly_outside_the_image_are_cut_not_lost() -> None:
     assert (depth[0, :, -1] > 0).sum() > 8 and (depth[0, :, :25] == 0).all()
 
 
-def test_row_spans_cull_nothing_a_ray_could_hit() -> None:
-    """Random elliptic capsules, wide-angle, off-axis, some close to the camera: testing
-    only the row spans gives the same image as testing every pixel of the boxes."""
+def random_capsule_scene(batch: int, prims: int, height: int, width: int) -> tuple:
+    """Random elliptic capsules, wide-angle, off-axis, some close to the camera: the
+    arguments of ``raycast_capsules``."""
     generator = torch.Generator().manual_seed(0)
-    batch, prims, height, width = 6, 24, 60, 80
     rand = lambda *shape: torch.rand(*shape, generator=generator)  # noqa: E731
     centers = torch.stack(
         [
@@ -313,8 +312,15 @@ def test_row_spans_cull_nothing_a_ray_could_hit() -> None:
     axes = torch.linalg.qr(torch.randn(batch, prims, 3, 3, generator=generator)).Q
     radii = 0.03 + 0.3 * rand(batch, prims, 3)
     half_lengths = 0.5 * rand(batch, prims) * (rand(batch, prims) > 0.2)
-    intrinsics = torch.tensor([[45.0, 45.0, 39.5, 29.5]]).expand(batch, -1)
-    args = (centers, axes, radii, half_lengths, intrinsics, height, width)
+    focal = 0.56 * width
+    intrinsics = torch.tensor([[focal, focal, (width - 1) / 2, (height - 1) / 2]])
+    return centers, axes, radii, half_lengths, intrinsics.expand(batch, -1), height, width
+
+
+def test_row_spans_cull_nothing_a_ray_could_hit() -> None:
+    """Testing only the row spans gives the same image as testing every pixel of the
+    boxes."""
+    args = random_capsule_scene(6, 24, 60, 80)
     depth, index = raycast_capsules(*args)
     reference_depth, reference_index = raycast_capsules(*args, culling="boxes")
     assert (reference_index >= 0).float().mean() > 0.3  # a busy scene, not an empty one

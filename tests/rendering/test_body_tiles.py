@@ -23,18 +23,9 @@ _INTERPRETED_CHECK = textwrap.dedent(
     import torch
     from lightning_synth.rendering.body import BodyRenderer
     from lightning_synth.rendering.body_render import raycast_capsules
+    from test_body import random_capsule_scene
 
-    generator = torch.Generator().manual_seed(0)
-    batch, prims, height, width = 3, 24, 40, 56  # tiles cut through the image's edges
-    rand = lambda *shape: torch.rand(*shape, generator=generator)
-    centers = torch.stack(
-        [(rand(batch, prims) - 0.5) * 3, (rand(batch, prims) - 0.5) * 2,
-         0.4 + 3 * rand(batch, prims)], -1)
-    axes = torch.linalg.qr(torch.randn(batch, prims, 3, 3, generator=generator)).Q
-    radii = 0.03 + 0.3 * rand(batch, prims, 3)
-    half_lengths = 0.5 * rand(batch, prims) * (rand(batch, prims) > 0.2)
-    intrinsics = torch.tensor([[30.0, 30.0, 27.5, 19.5]]).expand(batch, -1)
-    args = (centers, axes, radii, half_lengths, intrinsics, height, width)
+    args = random_capsule_scene(3, 24, 40, 56)  # tiles cut through the image's edges
     depth, index = raycast_capsules(*args)
     tiled_depth, tiled_index = raycast_capsules(*args, culling="tiles")
     assert (index >= 0).float().mean() > 0.3, "a busy scene"
@@ -55,7 +46,9 @@ _INTERPRETED_CHECK = textwrap.dedent(
 
 
 def test_tiles_draw_what_spans_draw_in_the_interpreter() -> None:
-    environment = {**os.environ, "TRITON_INTERPRET": "1"}
+    here = os.path.dirname(__file__)
+    path = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+    environment = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": path}
     result = subprocess.run(
         [sys.executable, "-c", _INTERPRETED_CHECK],
         env=environment,
