@@ -32,6 +32,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 from lightning_synth.batch import IMAGE, NAME, REFERENCE, Batch, Stage
 from lightning_synth.nn.total_variation import (
     ChambollePockTV,
+    default_tol,
     rof_objective,
     tv_denoise,
 )
@@ -59,8 +60,9 @@ class TVDenoise(ImageOptimizationTask):
             ``adam`` and ``lbfgs`` minimise.
         tol: stop when the duality gap certifies a root mean square distance to the exact
             solution of at most ``tol`` (``chambolle_pock`` in ``fit``; always in
-            ``test``/``predict``). The default is two 8-bit grey levels (the actual
-            distance is typically 0.4-0.5 of that). The result is the average of the
+            ``test``/``predict``). The default, ``weight / 16``, scales with the noise
+            the weight removes (two 8-bit grey levels at weight 0.125; the actual
+            distance is typically 0.4-0.5 of it). The result is the average of the
             image and the dual's image, which the gap certifies (see ``averaged_rms``).
         max_iter: most iterations per batch in ``test`` and ``predict``.
         log_images_every_n_steps: progress images to TensorBoard (0: only the result).
@@ -77,13 +79,16 @@ class TVDenoise(ImageOptimizationTask):
         optimizer: Literal["chambolle_pock", "adam", "lbfgs"] = "chambolle_pock",
         lr: float | None = None,
         smoothing: float = 1e-3,
-        tol: float = 2.0 / 255.0,
+        tol: float | None = None,
         max_iter: int = 500,
         log_images_every_n_steps: int = 50,
         bit_depth: Literal[8, 16] = 8,
     ) -> None:
-        if weight <= 0 or tol <= 0 or max_iter < 1:
-            raise ValueError("weight and tol must be positive and max_iter at least 1")
+        if weight <= 0 or (tol is not None and tol <= 0) or max_iter < 1:
+            raise ValueError(
+                f"weight and tol must be positive and max_iter at least 1, got weight "
+                f"{weight}, tol {tol}, max_iter {max_iter}"
+            )
         super().__init__()
         self.converged_at: int | None = None
 
@@ -128,6 +133,12 @@ class TVDenoise(ImageOptimizationTask):
             [self.pixels], hparams.weight, hparams.norm, hparams.coupled_channels
         )
 
+    @property
+    def tol(self) -> float:
+        """The certified RMS tolerance in use (``tol``, or ``weight / 16`` when unset)."""
+        tol = self.hparams.get("tol")
+        return default_tol(self.hparams.weight) if tol is None else float(tol)
+
     @torch.no_grad()
     def denoise(self, images: torch.Tensor) -> torch.Tensor:
         """Denoise ``images`` from scratch to ``tol`` (what ``test`` and ``predict`` do)."""
@@ -137,7 +148,7 @@ class TVDenoise(ImageOptimizationTask):
             hparams.weight,
             hparams.norm,
             hparams.coupled_channels,
-            tol=hparams.tol,
+            tol=self.tol,
             max_iter=hparams.max_iter,
         )
 
@@ -174,7 +185,7 @@ class TVDenoise(ImageOptimizationTask):
             objective = objective / self.pixels[0].numel()
             distance = distance.max()
             self.log("train/certified_rms", distance.float(), batch_size=count)
-            if float(distance) <= self.hparams.tol and self.converged_at is None:
+            if float(distance) <= self.tol and self.converged_at is None:
                 # The certificate is for the average of the image and the dual's image.
                 solver.settle(noisy)
                 objective = self.objective(self.pixels.detach(), noisy)
@@ -207,7 +218,7 @@ class TVDenoise(ImageOptimizationTask):
     def summary(self) -> str:
         line = f"TVDenoise: {self.global_step} iterations"
         if self.converged_at is not None:
-            line += f" (certified within {self.hparams.tol:.2g} RMS of the exact solution)"
+            line += f" (certified within {self.tol:.2g} RMS of the exact solution)"
         batch = getattr(self, "_last_batch", None)
         if batch is None:
             return line

@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from lightning_synth.nn.total_variation import (
+    RELATIVE_TOL,
     ChambollePockTV,
     TotalVariation,
+    default_tol,
     divergence,
     gap_to_rms,
     image_gradient,
@@ -139,6 +141,21 @@ def test_the_averaged_certificate_holds_and_is_tighter(channels: int, coupled: b
         assert float((x - exact).square().mean().sqrt()) < distance
     result = tv_denoise(noisy, weight=0.15, tol=0.01, coupled_channels=coupled)
     assert float((result - exact).square().mean().sqrt()) <= 0.01
+
+
+def test_default_tolerance_scales_with_the_weight() -> None:
+    _, noisy = _noisy(32, 3, sigma=0.2)
+    for weight in (0.05, 0.2):
+        assert default_tol(weight) == pytest.approx(weight * RELATIVE_TOL)
+        exact = tv_denoise(noisy.double(), weight=weight, tol=1e-7, max_iter=20000).float()
+        rms = {
+            tol: float((tv_denoise(noisy, weight=weight, tol=tol) - exact).square().mean().sqrt())
+            for tol in (None, default_tol(weight))
+        }
+        assert rms[None] == rms[default_tol(weight)], "None means weight * RELATIVE_TOL"
+        assert rms[None] <= default_tol(weight)
+    with pytest.raises(ValueError, match="tol must be positive"):
+        tv_denoise(noisy, weight=0.1, tol=0.0)
 
 
 def test_solver_resumes_from_its_state_dict() -> None:

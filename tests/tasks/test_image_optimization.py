@@ -88,6 +88,8 @@ def test_tv_denoise_fit_gray_16_bit_and_colour(tmp_path: Path) -> None:
     trainer.fit(model, data)
 
     assert model.converged_at is not None and trainer.global_step < 300  # certified, stopped
+    assert model.tol == pytest.approx(0.1 / 16)  # unset: scaled with the weight
+    assert float(trainer.callback_metrics["train/certified_rms"]) <= model.tol
     batch = data.fit_batch()
     noisy_psnr = _psnr(batch[IMAGE], batch[REFERENCE])
     metrics = trainer.callback_metrics
