@@ -178,7 +178,10 @@ def raycast_tiles(
     depth = torch.empty(batch * height * width, dtype=torch.float32, device=table.device)
     index = torch.empty(batch * height * width, dtype=torch.int32, device=table.device)
     tiles = -(-height // TILE_H) * -(-width // TILE_W)
+    # Fused multiply-adds (Triton's default until 3.10, said explicitly): fewer
+    # instructions; depths stay within float rounding of the default path.
     _compiled_kernel()[(batch, tiles)](
-        table, boxes, depth, index, prims, height, width, TILE_H=TILE_H, TILE_W=TILE_W
-    )
+        table, boxes, depth, index, prims, height, width, TILE_H=TILE_H, TILE_W=TILE_W,
+        enable_fp_fusion=True,
+    )  # fmt: skip
     return depth, index

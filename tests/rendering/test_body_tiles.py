@@ -76,3 +76,35 @@ def test_tiles_on_gpu_draw_what_spans_draw() -> None:
     both = tiles.valid & spans.valid
     assert (tiles.depth - spans.depth)[both].abs().max() < 1e-4
     assert (tiles.parts == spans.parts)[both].float().mean() > 0.999
+
+
+def test_tiles_kernel_compiles_for_a_hopper_gpu() -> None:
+    """Compile the kernel to a cubin for sm_90 (H100/H200) without a GPU: Triton's own
+    compiler chain (TTIR, TTGIR, LLVM, PTX, ptxas) catches what the interpreter lets pass,
+    e.g. types that do not unify across the primitive loop."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from lightning_synth.rendering.body_render_tiles import TILE_H, TILE_W, _compiled_kernel
+
+    source = ASTSource(
+        fn=_compiled_kernel(),
+        signature={
+            "table_ptr": "*fp32",
+            "boxes_ptr": "*i32",
+            "depth_ptr": "*fp32",
+            "index_ptr": "*i32",
+            "prims": "i32",
+            "height": "i32",
+            "width": "i32",
+            "TILE_H": "constexpr",
+            "TILE_W": "constexpr",
+        },
+        constexprs={"TILE_H": TILE_H, "TILE_W": TILE_W},
+    )
+    compiled = triton.compile(
+        source, target=GPUTarget("cuda", 90, 32), options={"enable_fp_fusion": True}
+    )
+    assert len(compiled.asm["cubin"]) > 1000
+    assert compiled.metadata.shared == 0, "registers only: no shared memory"
