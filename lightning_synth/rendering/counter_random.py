@@ -6,8 +6,8 @@ small draws per frame, which on a GPU are kernel launches and host work per fram
 Here the ``k``-th number of stream ``i`` is a hash of ``(seed, i, k)``, so a batch of
 streams is a few dozen elementwise integer operations on the device, whatever its size.
 
-The hash is Chris Wellons' ``lowbias32`` (xor-shift, multiply, xor-shift, multiply,
-xor-shift), chained three times. Every step is a bijection of 32-bit words, so for one
+The hash is ``lowbias32`` (xor-shift, multiply, xor-shift, multiply, xor-shift) with the
+lower-bias constants listed in Chris Wellons' hash-prospector, chained three times. Every step is a bijection of 32-bit words, so for one
 seed the streams of indices below 2**32 never coincide, and within a stream no two
 numbers coincide. Words live in int64 tensors below 2**32 and the multipliers are below
 2**31, so no product overflows (signed overflow is undefined behaviour in the kernels).
@@ -24,7 +24,7 @@ import torch
 __all__ = ["hash32", "counter_uniforms", "box_muller"]
 
 _MASK = 0xFFFFFFFF
-_MULTIPLIERS = (0x21F0AAAD, 0x735A2D97)  # lowbias32, both below 2**31
+_MULTIPLIERS = (0x21F0AAAD, 0x735A2D97)  # both below 2**31
 #: Constants that make the two key words and the counter differ (golden-ratio and
 #: MurmurHash3 finaliser constants; any fixed odd words would do).
 _SALT = (0x9E3779B9, 0x85EBCA6B, 0xC2B2AE35)
