@@ -53,8 +53,9 @@ __all__ = [
 TVNorm = Literal["isotropic", "anisotropic"]
 
 #: Initial primal step and acceleration of Chambolle-Pock: the fewest iterations to a
-#: certified 2/255 on scikit-image's sample photographs (sigma 0.1 and 0.2) over a grid of
-#: both (tau 0.35 ... 1, gamma 0.35 ... 1); 2-3 iterations fewer than (1, 0.5), the first guess.
+#: certified 2/255 (the default tolerance then) on scikit-image's sample photographs (sigma
+#: 0.1 and 0.2) over a grid of both (tau 0.35 ... 1, gamma 0.35 ... 1); 2-3 iterations fewer
+#: than (1, 0.5), the first guess.
 DEFAULT_TAU = 0.7
 DEFAULT_GAMMA = 0.85
 
