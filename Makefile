@@ -11,8 +11,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The CUDA build of torch and its libraries need about 7.5 GB free while installing
+# (measured peak); pip's own "No space left on device" does not say how much.
+MIN_FREE_GB ?= 8
+
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@$(BIN)/python -c "import shutil, sys; free = shutil.disk_usage('$(VENV)').free / 2**30; \
+	free < $(MIN_FREE_GB) and print(f'warning: {free:.1f} GB free where $(VENV) lives; installing torch needs about $(MIN_FREE_GB) GB. Free some space (old clones, pip cache) or set VENV to a bigger disk.', file=sys.stderr)"
+	$(BIN)/python -m pip install --quiet --no-cache-dir -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
