@@ -18,10 +18,14 @@ wall clock also counts other people's work, the CPU time does not.
 
 Weights: ImageNet VGG19 when ``vgg19-dcbb9e9d.pth`` is in the torch hub cache, otherwise
 random VGG19 weights (speed and memory do not depend on the values); ``--weights``
-chooses explicitly.
+chooses explicitly. ``--network tiny`` swaps VGG19 for six 8-channel convolutions under
+the same layer names: a step then costs almost nothing but Python and dispatch, which is
+where the Trainer's own per-step work shows (a stand-in, on a CPU, for a GPU's
+launch-bound steps).
 
     python benchmarks/style_transfer.py --sizes 256 512 --steps 3 --json-out style.json
     python benchmarks/style_transfer.py --device cuda --steps 20
+    python benchmarks/style_transfer.py --network tiny --sizes 16 --steps 100 --warmup 10
 """
 
 from __future__ import annotations
@@ -48,6 +52,19 @@ def _weights(choice: str) -> str:
 
     cached = Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_WEIGHTS_FILE
     return "imagenet" if cached.is_file() else "random"
+
+
+def _tiny_network():  # noqa: ANN202 (imports stay inside the worker)
+    """Six 8-channel convolutions named like the VGG19 layers the losses use."""
+    from torch import nn
+
+    from lightning_synth.nn.vgg import NamedFeatures
+
+    layers: list[nn.Module] = []
+    for index in range(6):
+        layers += [nn.Conv2d(3 if index == 0 else 8, 8, 3, padding=1), nn.ReLU()]
+    names = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv4_2", "conv5_1")
+    return NamedFeatures(nn.Sequential(*layers), {n: str(2 * i + 1) for i, n in enumerate(names)})
 
 
 def _peak_memory(device: torch.device) -> int:
@@ -82,6 +99,7 @@ def _worker(
     weights: str,
     device_name: str,
     iterations_per_step: int = 1,
+    network_name: str = "vgg19",
 ) -> dict:
     import lightning.pytorch  # noqa: F401  (both pay for the imports: same baseline)
     import tensorboard  # noqa: F401
@@ -92,7 +110,7 @@ def _worker(
 
     device = torch.device(device_name)
     torch.manual_seed(0)
-    network = VGGFeatures(weights)
+    network = VGGFeatures(weights) if network_name == "vgg19" else _tiny_network()
     data = StyleTransferDataModule(size=size, steps_per_epoch=warmup + steps)
     data.fit_batch()
     baseline = 0 if device.type == "cuda" else _resident_bytes()
@@ -202,6 +220,9 @@ def main() -> None:
     parser.add_argument(
         "--iterations-per-step", type=int, default=1, help="L-BFGS iterations per step (both)"
     )
+    parser.add_argument(
+        "--network", choices=("vgg19", "tiny"), default="vgg19", help="feature network (both)"
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -217,13 +238,13 @@ def main() -> None:
             weights,
             args.device,
             args.iterations_per_step,
+            args.network,
         )
         print("RESULT " + json.dumps(result))
         return
 
-    print(
-        f"VGG19 weights: {weights}; device {args.device}; torch threads {torch.get_num_threads()}"
-    )
+    described = f"VGG19 weights: {weights}" if args.network == "vgg19" else "tiny network"
+    print(f"{described}; device {args.device}; torch threads {torch.get_num_threads()}")
     best: dict[tuple[str, int], dict] = {}
     for _ in range(args.rounds):
         for size in args.sizes:
@@ -233,6 +254,7 @@ def main() -> None:
                     "--steps", str(args.steps), "--warmup", str(args.warmup),
                     "--weights", weights, "--device", args.device, "--threads", str(args.threads),
                     "--iterations-per-step", str(args.iterations_per_step),
+                    "--network", args.network,
                 ]  # fmt: skip
                 output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
                 line = next(x for x in output.splitlines() if x.startswith("RESULT "))
@@ -259,12 +281,12 @@ def main() -> None:
              "cpu_speed_ratio": cpu_ratio}
         )  # fmt: skip
         line = (
-            f"{size:>5} | {ours['seconds_per_step']:>11.3f} {plain['seconds_per_step']:>12.3f} "
+            f"{size:>5} | {ours['seconds_per_step']:>11.4f} {plain['seconds_per_step']:>12.4f} "
             f"{ratio:>6.3f} | "
         )
         if cpu:
             line += (
-                f"{ours['cpu_seconds_per_step']:>10.3f} {plain['cpu_seconds_per_step']:>11.3f} "
+                f"{ours['cpu_seconds_per_step']:>10.4f} {plain['cpu_seconds_per_step']:>11.4f} "
                 f"{cpu_ratio:>6.3f} | "
             )
         line += (
@@ -279,7 +301,8 @@ def main() -> None:
         device = torch.device(args.device)
         result = {
             "benchmark": "style_transfer",
-            "weights": weights,
+            "network": args.network,
+            "weights": weights if args.network == "vgg19" else None,
             "steps": args.steps,
             "warmup": args.warmup,
             "rounds": args.rounds,

@@ -51,6 +51,18 @@ def test_body_parts_speed_reports_every_rate(tmp_path: Path) -> None:
     assert len(result["inference_fps"]) == 3
 
 
+def test_style_transfer_times_both_loops_with_the_tiny_network(tmp_path: Path) -> None:
+    result = _run(
+        "style_transfer.py",
+        *("--network", "tiny", "--sizes", "16", "--steps", "3", "--warmup", "1"),
+        *("--iterations-per-step", "2", "--json-out", str(tmp_path / "style.json")),
+    )
+    (row,) = result["rows"]
+    assert result["network"] == "tiny" and result["iterations_per_step"] == 2
+    assert row["ours"]["seconds_per_step"] > 0 and row["plain"]["seconds_per_step"] > 0
+    assert row["speed_ratio"] > 0 and row["ours"]["peak_memory_bytes"] > 0
+
+
 def _write_idx(path: Path, array: np.ndarray) -> None:
     # The IDX format of the MNIST files: magic (0, 0, type 0x08 = ubyte, ndim), sizes, data.
     header = bytes([0, 0, 8, array.ndim]) + b"".join(
