@@ -17,12 +17,21 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_synth.batch import DOMAIN, IGNORE_LABEL, LABEL, REAL, RENDERED, Batch, Stage
+from lightning_synth.datamodules.deferred import (
+    DEFERRED,
+    FRAME,
+    DeferredFrames,
+    DeferredSource,
+    collate_deferred,
+    complete_batch,
+)
 from lightning_synth.datamodules.mixed import InterleavedDataset, MixedDomainSampler
 from lightning_synth.rendering.body import BodyRenderer, RenderedBodies
 from lightning_synth.rendering.sensor import DepthSensorNoise
@@ -144,7 +153,7 @@ class DomainView(Dataset):
         domain = torch.tensor(self.domain, dtype=torch.long)
         for item in items:
             item[DOMAIN] = domain
-            if self.hide_labels:
+            if self.hide_labels and FRAME not in item:  # deferred frames: hidden once made
                 item[LABEL] = torch.full_like(item[LABEL], IGNORE_LABEL)
         return items
 
@@ -203,6 +212,11 @@ class BodyDepthDataModule(LightningDataModule):
         hide_real_labels: hide the real training labels (``-1``): unsupervised adaptation.
         num_workers: DataLoader worker processes per training process (each renders).
         seed: seed of the batch composition (the epoch is added).
+        render_on: where rendered sources make their frames: ``workers`` (the DataLoader
+            workers, on the CPU) or ``device`` (the training device, in the training
+            process, as each batch is moved there: on a GPU the batched renderer outruns
+            CPU workers; workers then only load frames from disk). Same frames either
+            way. ``device`` needs the Trainer (or a call of ``transfer_batch_to_device``).
     """
 
     def __init__(
@@ -216,8 +230,11 @@ class BodyDepthDataModule(LightningDataModule):
         hide_real_labels: bool = False,
         num_workers: int = 2,
         seed: int = 0,
+        render_on: Literal["workers", "device"] = "workers",
     ) -> None:
         super().__init__()
+        if render_on not in ("workers", "device"):
+            raise ValueError(f"render_on must be 'workers' or 'device', got {render_on!r}")
         if not 0.0 <= real_fraction <= 1.0:
             raise ValueError(f"real_fraction must lie in [0, 1], got {real_fraction}")
         if batch_size < 1:
@@ -234,7 +251,9 @@ class BodyDepthDataModule(LightningDataModule):
         self.hide_real_labels = hide_real_labels
         self.num_workers = num_workers
         self.seed = seed
+        self.render_on = render_on
         self._datasets: dict[tuple[Stage, int], DomainView] = {}
+        self._deferred: list[DeferredSource] = []
 
     def prepare_data(self) -> None:
         self.rendered.prepare()
@@ -252,6 +271,9 @@ class BodyDepthDataModule(LightningDataModule):
             source = self.rendered if domain == RENDERED else self.real
             hide = self.hide_real_labels and domain == REAL and stage == "train"
             dataset = source.dataset(stage, self.height, self.width)
+            if self.render_on == "device" and isinstance(dataset, RenderedBodies):
+                self._deferred.append(DeferredSource(dataset, domain, hide))
+                dataset = DeferredFrames(len(dataset), slot=len(self._deferred) - 1)
             self._datasets[key] = DomainView(dataset, domain, hide_labels=hide)
         return self._datasets[key]
 
@@ -262,8 +284,22 @@ class BodyDepthDataModule(LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            collate_fn=collate_deferred if self.render_on == "device" else None,
             **options,  # type: ignore[arg-type]
         )
+
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        if not (isinstance(batch, dict) and DEFERRED in batch):
+            return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+        def move(part: Batch) -> Batch:
+            return super(BodyDepthDataModule, self).transfer_batch_to_device(
+                part, device, dataloader_idx
+            )
+
+        return complete_batch(batch, self._deferred, device, move)
 
     def train_dataloader(self) -> DataLoader:
         rendered = self.domain_dataset("train", RENDERED)

@@ -194,7 +194,9 @@ class SynthTask(LightningModule):
                 seen = float(counts.compute())
                 values = metrics.compute() if seen > 0 else {}
             if values:
-                self.log_dict(values, sync_dist=False)
+                # Already reduced over processes; sync_dist only averages equal values, and
+                # keeps Lightning from warning that epoch-level logs are not synced.
+                self.log_dict(values, sync_dist=True)
             counts.reset()
             metrics.reset()
 

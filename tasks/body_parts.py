@@ -43,7 +43,7 @@ from lightning_synth.rendering.body import PART_NAMES, colorize_parts
 from lightning_synth.tasks.base import StepOutput, SynthTask
 from lightning_synth.tasks.classification import masked_cross_entropy
 
-__all__ = ["BodyPartClassifier", "part_map_grid"]
+__all__ = ["BodyPartClassifier", "depth_readings", "part_map_grid"]
 
 
 def part_map_grid(
@@ -221,8 +221,12 @@ class BodyPartClassifier(SynthTask):
         pixels' features too.
 
         Args:
-            depth: ``B x 1 x H x W`` metres, 0 = no reading.
+            depth: ``B x 1 x H x W`` metres, 0 = no reading (NaN, infinite or negative
+                values count as no reading).
         """
+        return self._scores(depth_readings(depth))
+
+    def _scores(self, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not self._sparse():
             return self.classifier(self.feature_extractor(depth)), None
         if getattr(self.feature_extractor, "sparse", False):
@@ -246,7 +250,8 @@ class BodyPartClassifier(SynthTask):
         Args:
             depth: ``B x 1 x H x W`` metres, 0 = no reading.
         """
-        scores, index = self.scores(depth)
+        depth = depth_readings(depth)
+        scores, index = self._scores(depth)
         if index is None:
             return scores.argmax(dim=1)
         batch, _, height, width = depth.shape
@@ -275,8 +280,11 @@ class BodyPartClassifier(SynthTask):
 
     # -- the step ------------------------------------------------------------------------------
     def shared_step(self, batch: Batch, stage: Stage) -> StepOutput:
-        images, labels, domains = batch[IMAGE], batch[LABEL], batch[DOMAIN]
-        scores, index = self.scores(images)
+        images, domains = depth_readings(batch[IMAGE]), batch[DOMAIN]
+        # A pixel without a reading carries no depth to classify: its label does not count.
+        labels = batch[LABEL].masked_fill(images[:, 0] == 0, IGNORE_LABEL)
+        batch = {**batch, IMAGE: images, LABEL: labels}
+        scores, index = self._scores(images)
         if index is None:
             loss = masked_cross_entropy(scores, labels)
             preds = scores.detach().argmax(dim=1)
@@ -354,10 +362,12 @@ class BodyPartClassifier(SynthTask):
             return
         if not self.trainer.is_global_zero:
             return
-        grid = part_map_grid(batch[IMAGE], batch[LABEL], outputs["preds"], batch[DOMAIN])
+        depth = depth_readings(batch[IMAGE])
+        grid = part_map_grid(depth, batch[LABEL], outputs["preds"], batch[DOMAIN])
         log_image(self.loggers, "val/parts", grid, self.global_step)
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> Batch:
+        batch = {**batch, IMAGE: depth_readings(batch[IMAGE])}
         logits = self(batch[IMAGE])
         out = {"parts": logits.argmax(dim=1), LABEL: batch[LABEL], DOMAIN: batch[DOMAIN]}
         if self._with_joints(batch):
@@ -365,6 +375,16 @@ class BodyPartClassifier(SynthTask):
                 logits, batch[IMAGE], batch[INTRINSICS]
             )
         return out
+
+
+def depth_readings(depth: torch.Tensor) -> torch.Tensor:
+    """``depth`` with every value that is not a reading (NaN, infinite, negative) set to 0,
+    the batch contract's "no reading", so that no NaN reaches a loss or a joint proposal.
+
+    Args:
+        depth: depth in metres.
+    """
+    return depth.nan_to_num(0.0, 0.0, 0.0).clamp_min(0.0)
 
 
 def _scatter(scores: torch.Tensor, index: torch.Tensor, shape: torch.Size) -> torch.Tensor:

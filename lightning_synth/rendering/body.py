@@ -24,6 +24,7 @@ frames as its indices one by one, in any DataLoader worker or DDP process.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Literal
 
@@ -210,6 +211,22 @@ class BodyRenderer:
         self.device = torch.device(device)
         self.culling = culling
 
+    def to(self, device: str | torch.device) -> BodyRenderer:
+        """This renderer on ``device``: a copy that makes the same frames there.
+
+        Args:
+            device: where the copy renders (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
+        """
+        device = torch.device(device)
+        if self.culling == "tiles" and not tiles_available(device):
+            raise ValueError(
+                f"culling='tiles' needs Triton and a CUDA device, not {str(device)!r}; use "
+                f"culling='spans' (the default) there"
+            )
+        moved = copy.copy(self)
+        moved.device = device
+        return moved
+
     def sample(self, indices: torch.Tensor | Sequence[int] | int) -> BodyParams:
         """Draw the parameters of frames ``indices``.
 
@@ -357,6 +374,14 @@ class RenderedBodies(Dataset):
 
     def __len__(self) -> int:
         return self.length
+
+    def to(self, device: str | torch.device) -> RenderedBodies:
+        """The same frames, rendered (and passed through the sensor model) on ``device``.
+
+        Args:
+            device: where the frames are made.
+        """
+        return RenderedBodies(self.length, self.renderer.to(device), self.noise, self.offset)
 
     def __getitem__(self, index: int) -> Batch:
         return self.__getitems__([index])[0]

@@ -103,6 +103,50 @@ def test_bad_settings_fail_at_construction() -> None:
         _datamodule(real_fraction=1.5)
     with pytest.raises(ValueError, match="at least 8"):
         _datamodule(height=4)
+    with pytest.raises(ValueError, match="render_on must be 'workers' or 'device'"):
+        _datamodule(render_on="gpu")
+
+
+def _assert_same_batches(expected: list[dict], found: list[dict]) -> None:
+    assert len(expected) == len(found)
+    for one, other in zip(expected, found, strict=True):
+        assert one.keys() == other.keys()
+        for key in one:
+            assert torch.equal(one[key].nan_to_num(-7.0), other[key].nan_to_num(-7.0)), key
+
+
+def _on_device(datamodule: BodyDepthDataModule, loader) -> list[dict]:
+    device = torch.device("cpu")
+    return [datamodule.transfer_batch_to_device(batch, device, 0) for batch in loader]
+
+
+def test_rendering_on_the_device_gives_the_batches_workers_give() -> None:
+    workers = _datamodule(hide_real_labels=True)
+    device = _datamodule(hide_real_labels=True, render_on="device", num_workers=1)
+    deferred = next(iter(device.train_dataloader()))
+    # what crosses from the worker is frame numbers, not frames
+    assert IMAGE not in deferred and deferred["deferred"]["frame"].shape == (4,)
+    _assert_same_batches(
+        list(workers.train_dataloader()), _on_device(device, device.train_dataloader())
+    )
+    _assert_same_batches(
+        list(workers.val_dataloader()), _on_device(device, device.val_dataloader())
+    )
+    hidden = _on_device(device, device.train_dataloader())[0]
+    assert (hidden[LABEL][hidden[DOMAIN] == REAL] == IGNORE_LABEL).all()
+
+
+def test_rendering_on_the_device_keeps_frames_loaded_from_disk_in_place(tmp_path: Path) -> None:
+    folder = DepthFolder(str(_folder(tmp_path, count=10, kind="npy")), 0.2, 0.2)
+    workers = _datamodule(real=folder, real_fraction=0.25)
+    device = _datamodule(real=folder, real_fraction=0.25, render_on="device")
+    workers.prepare_data()
+    _assert_same_batches(
+        list(workers.train_dataloader()), _on_device(device, device.train_dataloader())
+    )
+    _assert_same_batches(
+        list(workers.val_dataloader()), _on_device(device, device.val_dataloader())
+    )
 
 
 # -- DepthFolder ------------------------------------------------------------------------------
@@ -236,3 +280,21 @@ def test_depth_folder_serves_as_the_real_domain(tmp_path: Path) -> None:
     assert (batch[DOMAIN] == REAL).sum() == 1
     assert torch.isnan(batch[JOINTS][batch[DOMAIN] == REAL]).all()
     assert torch.isfinite(batch[JOINTS][batch[DOMAIN] == RENDERED]).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_rendering_on_a_gpu_gives_the_frames_of_the_cpu() -> None:
+    workers = next(iter(_datamodule().train_dataloader()))
+    device = _datamodule(render_on="device")
+    on_gpu = device.transfer_batch_to_device(
+        next(iter(device.train_dataloader())), torch.device("cuda"), 0
+    )
+    assert on_gpu[IMAGE].is_cuda and on_gpu[LABEL].is_cuda
+    assert torch.equal(on_gpu[DOMAIN].cpu(), workers[DOMAIN])
+    # Clean renders only: the sensor model's random numbers come from per-device
+    # generators. Float rounding differs between devices, so a few edge pixels may flip.
+    clean = workers[DOMAIN] == RENDERED
+    assert (on_gpu[LABEL].cpu()[clean] != workers[LABEL][clean]).float().mean() < 0.01
+    torch.testing.assert_close(
+        on_gpu[JOINTS].cpu()[clean], workers[JOINTS][clean], atol=1e-4, rtol=0
+    )

@@ -105,6 +105,14 @@ def test_frames_depend_only_on_seed_and_index() -> None:
     assert (batch.joints[1:] - batch.joints[:1]).abs().amax((1, 2)).min() > 0.1
 
 
+def test_a_renderer_moved_to_a_device_makes_the_same_frames_there() -> None:
+    renderer = BodyRenderer(H, W, seed=3, yaw_range=(-30.0, 30.0))
+    moved = renderer.to("cpu")
+    assert moved is not renderer and moved.device == torch.device("cpu")
+    assert moved.yaw_range == (-30.0, 30.0) and renderer.device == torch.device("cpu")
+    assert torch.equal(moved.render([2, 9]).depth, renderer.render([2, 9]).depth)
+
+
 def test_all_31_parts_appear(frames) -> None:
     counts = torch.bincount(frames.parts[frames.valid], minlength=len(PART_NAMES))
     missing = [PART_NAMES[i] for i in range(len(PART_NAMES)) if counts[i] == 0]

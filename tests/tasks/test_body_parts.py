@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch import Trainer
+from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 from torch.utils.data import default_collate
@@ -177,3 +178,105 @@ def test_fit_logs_per_domain_metrics_joint_map_and_the_part_picture(tmp_path: Pa
     assert len(np.unique(image.reshape(-1, 3), axis=0)) > 10
     test = trainer.test(task, datamodule=datamodule, verbose=False)[0]
     assert "test/joint_map" in test and "test/real_class_acc" in test
+
+
+# -- robustness: bad depth, bf16, resume, DDP -------------------------------------------------
+
+
+@pytest.mark.parametrize("backbone", ["depth_features", "fcn"])
+def test_nan_infinite_and_negative_depth_count_as_no_reading(backbone: str) -> None:
+    torch.manual_seed(0)
+    task = _small() if backbone == "depth_features" else BodyPartClassifier(backbone="fcn")
+    task.eval()
+    batch = _batch(3)
+    broken = batch[IMAGE].clone()
+    person = broken.gt(0).nonzero()
+    bad = person[::3]
+    broken[bad[:, 0], bad[:, 1], bad[:, 2], bad[:, 3]] = float("nan")
+    broken[0, 0, 0, :4] = float("inf")
+    broken[1, 0, 0, :4] = -1.0
+    broken[2] = 0.0  # a frame with no person at all, but labels still on it
+    loss = task.shared_step({**batch, IMAGE: broken}, "val")["loss"]
+    # the same as the frames with those pixels unread and unlabelled
+    cleaned = batch[IMAGE].clone()
+    cleaned[bad[:, 0], bad[:, 1], bad[:, 2], bad[:, 3]] = 0.0
+    cleaned[0, 0, 0, :4] = cleaned[1, 0, 0, :4] = cleaned[2] = 0.0
+    labels = batch[LABEL].masked_fill(cleaned[:, 0] == 0, IGNORE_LABEL)
+    expected = task.shared_step({**batch, IMAGE: cleaned, LABEL: labels}, "val")["loss"]
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    task.train()
+    task.shared_step({**batch, IMAGE: broken}, "train")["loss"].backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in task.parameters())
+    assert torch.isfinite(task(broken)).all()
+
+
+def _body_datamodule(**options) -> BodyDepthDataModule:
+    lengths = {"train_length": 8, "val_length": 4, "test_length": 4}
+    settings = {
+        "rendered": RenderedBodySource(seed=0, **lengths),
+        "real": RenderedBodySource(seed=1, noise=DepthSensorNoise(), **lengths),
+        "height": H,
+        "width": W,
+        "batch_size": 4,
+        "num_workers": 0,
+    }
+    return BodyDepthDataModule(**{**settings, **options})
+
+
+def _trainer(tmp_path: Path, **options) -> Trainer:
+    settings = {
+        "accelerator": "cpu",
+        "max_epochs": 1,
+        "limit_val_batches": 1,
+        "num_sanity_val_steps": 0,
+        "logger": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "default_root_dir": tmp_path,
+    }
+    return Trainer(**{**settings, **options})
+
+
+def test_bf16_mixed_trains_and_a_checkpoint_resumes(tmp_path: Path) -> None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    checkpoints = ModelCheckpoint(tmp_path / "checkpoints", save_last=True)
+    task = _small(joint_frames=4)
+    trainer = _trainer(tmp_path, precision="bf16-mixed", max_steps=2, callbacks=[checkpoints])
+    trainer.fit(task, datamodule=_body_datamodule())
+    assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    saved = torch.load(last, weights_only=False)["state_dict"]
+    started: dict = {}
+
+    class AtStart(Callback):
+        def on_train_start(self, trainer: Trainer, pl_module: BodyPartClassifier) -> None:
+            started["step"] = trainer.global_step
+            started["state"] = {k: v.clone() for k, v in pl_module.state_dict().items()}
+
+    resumed = _small(joint_frames=4)
+    trainer = _trainer(
+        tmp_path, precision="bf16-mixed", max_steps=4, max_epochs=-1, callbacks=[AtStart()]
+    )
+    trainer.fit(resumed, datamodule=_body_datamodule(), ckpt_path=last)
+    # it went on from step 2 with the checkpoint's weights, and trained
+    assert started["step"] == 2 and trainer.global_step == 4
+    assert all(torch.equal(saved[k], started["state"][k]) for k in saved)
+    assert not torch.equal(saved["classifier.layers.0.weight"], resumed.classifier.layers[0].weight)
+    assert math.isfinite(float(trainer.callback_metrics["val/real_class_acc"]))
+
+
+def test_ddp_two_processes_rendering_on_their_device(tmp_path: Path) -> None:
+    task = _small(joint_frames=4)
+    trainer = _trainer(
+        tmp_path,
+        devices=2,
+        strategy="ddp_fork",  # as ddp_spawn, without re-importing torch in each process
+        limit_train_batches=2,
+        limit_val_batches=2,
+    )
+    trainer.fit(task, datamodule=_body_datamodule(render_on="device", num_workers=1))
+    assert trainer.world_size == 2
+    for name in ("val/rendered_class_acc", "val/real_class_acc", "val/joint_map"):
+        assert 0.0 <= float(trainer.callback_metrics[name]) <= 1.0

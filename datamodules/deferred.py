@@ -1,0 +1,148 @@
+"""Frames rendered on the training device: ``BodyDepthDataModule(render_on="device")``.
+
+By default DataLoader worker processes render the frames on the CPU, which keeps a CPU
+run's cores busy but cannot keep up with a GPU (an H200 trains the depth-feature
+classifier on 2,000-5,000 frames a second; a CPU core renders a few hundred at 240 x
+320). With ``render_on="device"`` the loader hands out only frame numbers
+(:class:`DeferredFrames`), :func:`collate_deferred` keeps them apart from frames loaded
+from disk, and :func:`complete_batch`, called from the DataModule's
+``transfer_batch_to_device``, renders them where the batch is going, in one batched call
+per source, and puts every frame back in its place in the batch.
+
+Frames are a function of ``(seed, index)`` only, so a batch holds the same frames either
+way (bit for bit on the same device type).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from lightning_synth.batch import DOMAIN, IGNORE_LABEL, LABEL, Batch
+from lightning_synth.rendering.body import RenderedBodies
+
+__all__ = ["DeferredFrames", "DeferredSource", "collate_deferred", "complete_batch"]
+
+#: Item keys of a frame still to be rendered, and the batch key that holds such frames.
+FRAME, SOURCE, DEFERRED, LOADED = "deferred_frame", "deferred_source", "deferred", "loaded"
+
+
+@dataclass
+class DeferredSource:
+    """What the training process needs to render one source's frames later.
+
+    Args:
+        frames: the source's frames (rendered on the CPU by default).
+        domain: the domain the frames are flagged with.
+        hide_labels: replace their part labels by ``IGNORE_LABEL``.
+    """
+
+    frames: RenderedBodies
+    domain: int
+    hide_labels: bool = False
+
+    def __post_init__(self) -> None:
+        self._on: dict[torch.device, RenderedBodies] = {}
+
+    def on(self, device: torch.device) -> RenderedBodies:
+        """The same frames, made on ``device`` (built once per device)."""
+        if device not in self._on:
+            self._on[device] = self.frames.to(device)
+        return self._on[device]
+
+
+class DeferredFrames(Dataset):
+    """Stands in for a rendered dataset: item ``i`` is ``{deferred_frame: i,
+    deferred_source: slot}``, rendered later by :func:`complete_batch`.
+
+    Args:
+        length: number of frames (that of the dataset it stands in for).
+        slot: which :class:`DeferredSource` renders them.
+    """
+
+    def __init__(self, length: int, slot: int) -> None:
+        self.length, self.slot = int(length), int(slot)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Batch]:
+        for i in indices:
+            if not -self.length <= i < self.length:
+                raise IndexError(f"index {i} out of range for {self.length} frames")
+        slot = torch.tensor(self.slot)
+        return [{FRAME: torch.tensor(int(i) % self.length), SOURCE: slot} for i in indices]
+
+
+def collate_deferred(items: list[Batch]) -> Batch:
+    """``default_collate``, with the frames still to be rendered kept apart.
+
+    A batch with such frames is ``{"deferred": {position, frame, source}}`` plus, when some
+    items were loaded whole (real frames from disk), ``{"loaded": {position, batch}}``.
+    """
+    deferred = [k for k, item in enumerate(items) if FRAME in item]
+    if not deferred:
+        return default_collate(items)
+    loaded = [k for k, item in enumerate(items) if FRAME not in item]
+    batch: Batch = {
+        DEFERRED: {
+            "position": torch.tensor(deferred),
+            "frame": torch.stack([items[k][FRAME] for k in deferred]),
+            "source": torch.stack([items[k][SOURCE] for k in deferred]),
+        }
+    }
+    if loaded:
+        batch[LOADED] = {
+            "position": torch.tensor(loaded),
+            "batch": default_collate([items[k] for k in loaded]),
+        }
+    return batch
+
+
+def complete_batch(
+    batch: Batch,
+    sources: Sequence[DeferredSource],
+    device: torch.device,
+    move: Callable[[Batch], Batch],
+) -> Batch:
+    """Render the deferred frames of ``batch`` on ``device`` and return the whole batch there.
+
+    Args:
+        batch: a batch from :func:`collate_deferred`, still on the host.
+        sources: the deferred sources, by slot.
+        device: where to render and where the batch goes.
+        move: moves a host batch to ``device`` (the DataModule's default transfer).
+    """
+    deferred = batch[DEFERRED]
+    positions = deferred["position"].tolist()
+    frames, slots = deferred["frame"].tolist(), deferred["source"].tolist()
+    count = len(positions)
+    loaded = batch.get(LOADED)
+    if loaded is not None:
+        count += len(loaded["position"])
+    items: list[Batch | None] = [None] * count
+    hidden: list[int] = []
+    for slot in sorted(set(slots)):
+        source = sources[slot]
+        picked = [k for k, s in enumerate(slots) if s == slot]
+        rendered = source.on(device).__getitems__([frames[k] for k in picked])
+        domain = torch.tensor(source.domain, device=device)
+        for k, item in zip(picked, rendered, strict=True):
+            item[DOMAIN] = domain
+            items[positions[k]] = item
+        if source.hide_labels:
+            hidden += [positions[k] for k in picked]
+    if loaded is not None:
+        whole = move(loaded["batch"])
+        for j, position in enumerate(loaded["position"].tolist()):
+            items[position] = {key: value[j] for key, value in whole.items()}
+    out = default_collate(items)
+    if hidden:
+        out[LABEL][torch.tensor(hidden, device=device)] = IGNORE_LABEL
+    return out
