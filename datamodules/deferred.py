@@ -7,7 +7,8 @@ classifier on 2,000-5,000 frames a second; a CPU core renders a few hundred at 2
 (:class:`DeferredFrames`), :func:`collate_deferred` keeps them apart from frames loaded
 from disk, and :func:`complete_batch`, called from the DataModule's
 ``transfer_batch_to_device``, renders them where the batch is going, in one batched call
-per source, and puts every frame back in its place in the batch.
+per source (:meth:`~lightning_synth.rendering.body.RenderedBodies.render_batch`), and
+puts every frame back in its place in the batch.
 
 Frames are a function of ``(seed, index)`` only, so a batch holds the same frames either
 way (bit for bit on the same device type).
@@ -120,29 +121,33 @@ def complete_batch(
         move: moves a host batch to ``device`` (the DataModule's default transfer).
     """
     deferred = batch[DEFERRED]
-    positions = deferred["position"].tolist()
-    frames, slots = deferred["frame"].tolist(), deferred["source"].tolist()
-    count = len(positions)
-    loaded = batch.get(LOADED)
-    if loaded is not None:
-        count += len(loaded["position"])
-    items: list[Batch | None] = [None] * count
-    hidden: list[int] = []
+    positions, frames = deferred["position"], deferred["frame"].tolist()
+    slots = deferred["source"].tolist()
+    parts: list[tuple[torch.Tensor, Batch]] = []
     for slot in sorted(set(slots)):
         source = sources[slot]
         picked = [k for k, s in enumerate(slots) if s == slot]
-        rendered = source.on(device).__getitems__([frames[k] for k in picked])
-        domain = torch.tensor(source.domain, device=device)
-        for k, item in zip(picked, rendered, strict=True):
-            item[DOMAIN] = domain
-            items[positions[k]] = item
+        rendered = source.on(device).render_batch([frames[k] for k in picked])
+        rendered[DOMAIN] = rendered[DOMAIN].fill_(source.domain)
         if source.hide_labels:
-            hidden += [positions[k] for k in picked]
+            rendered[LABEL] = rendered[LABEL].fill_(IGNORE_LABEL)
+        parts.append((positions[picked], rendered))
+    loaded = batch.get(LOADED)
     if loaded is not None:
-        whole = move(loaded["batch"])
-        for j, position in enumerate(loaded["position"].tolist()):
-            items[position] = {key: value[j] for key, value in whole.items()}
-    out = default_collate(items)
-    if hidden:
-        out[LABEL][torch.tensor(hidden, device=device)] = IGNORE_LABEL
-    return out
+        parts.append((loaded["position"], move(loaded["batch"])))
+    order = torch.cat([where for where, _ in parts])
+    if len(parts) == 1 and torch.equal(order, torch.arange(len(order))):
+        return parts[0][1]
+    keys = parts[0][1].keys()
+    for _, part in parts[1:]:
+        if part.keys() != keys:
+            raise KeyError(
+                f"frames rendered on the device carry {sorted(keys)} but frames loaded in the "
+                f"workers carry {sorted(part.keys())}: a DepthSource's items must have the "
+                f"keys of the batch contract"
+            )
+    # One gather per key puts every frame back in its place in the batch.
+    inverse = torch.argsort(order).to(device)
+    return {
+        key: torch.cat([part[key] for _, part in parts]).index_select(0, inverse) for key in keys
+    }

@@ -387,6 +387,20 @@ class RenderedBodies(Dataset):
         return self.__getitems__([index])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[Batch]:
+        batch = self.render_batch(indices)
+        domain = torch.tensor(RENDERED, dtype=torch.long)
+        return [
+            {key: domain if key == DOMAIN else value[k] for key, value in batch.items()}
+            for k in range(len(indices))
+        ]
+
+    def render_batch(self, indices: Sequence[int]) -> Batch:
+        """Items ``indices`` as one batch (what collating ``__getitems__`` would give,
+        without splitting the frames apart and stacking them again).
+
+        Args:
+            indices: item indices.
+        """
         for i in indices:
             if not -self.length <= i < self.length:
                 raise IndexError(f"index {i} out of range for {self.length} frames")
@@ -401,15 +415,11 @@ class RenderedBodies(Dataset):
             ]
             depth, valid = self.noise(depth, frame.intrinsics, gens)
             parts = torch.where(valid, parts, IGNORE_LABEL)
-        domain = torch.tensor(RENDERED, dtype=torch.long)
-        return [
-            {
-                IMAGE: depth[k, None],
-                LABEL: parts[k],
-                DOMAIN: domain,
-                JOINTS: frame.joints[k],
-                INTRINSICS: frame.intrinsics[k],
-                VALID: valid[k],
-            }
-            for k in range(len(frames))
-        ]
+        return {
+            IMAGE: depth[:, None],
+            LABEL: parts,
+            DOMAIN: torch.full((len(frames),), RENDERED, dtype=torch.long, device=depth.device),
+            JOINTS: frame.joints,
+            INTRINSICS: frame.intrinsics,
+            VALID: valid,
+        }
