@@ -4,7 +4,9 @@ Measured in one run, on one device and thread count:
 
 * how many frames per second the renderer makes (clean, and through the sensor model),
   and how many a training step of ``BodyPartClassifier`` consumes: their ratio says
-  whether rendering on the fly can keep up (target: rendering at least 5x faster);
+  whether rendering on the fly can keep up (target: rendering at least 5x faster); on a
+  CPU also how many one DataLoader worker delivers (rendered, collated into shared
+  memory and received), which is what training sees;
 * inference frames per second (one frame at a time, as a live sensor delivers them) of
   both backbones, against the Kinect's 200 frames/s, and of the depth-feature backbone
   evaluated densely on every pixel (the reference: what foreground-only evaluation saves).
@@ -25,7 +27,7 @@ import time
 from collections.abc import Callable
 
 import torch
-from torch.utils.data import default_collate
+from torch.utils.data import DataLoader, default_collate
 
 from lightning_synth.batch import IMAGE
 from lightning_synth.memory import keep_freed_memory
@@ -110,6 +112,25 @@ def main(argv: list[str] | None = None) -> dict:
 
     render_fps = rate("render (clean)", render(clean), args.batch_size, batches)
     sensor_fps = rate("render + sensor model", render(noisy), args.batch_size, batches)
+    loader_fps = None
+    if device.type == "cpu":
+        # What training actually receives: one worker renders and collates the batch into
+        # shared memory, and this process takes it from there.
+        loader = DataLoader(
+            clean,
+            batch_size=args.batch_size,
+            sampler=range(10**6 // 2, 10**6),
+            num_workers=1,
+            persistent_workers=True,
+        )
+        batches_in = iter(loader)
+        next(batches_in)
+        wall = time.perf_counter()
+        for _ in range(batches):
+            next(batches_in)
+        wall = time.perf_counter() - wall
+        loader_fps = batches * args.batch_size / wall
+        del batches_in, loader
 
     # -- training (frames consumed per second) ---------------------------------------------
     batch = {
@@ -166,6 +187,10 @@ def main(argv: list[str] | None = None) -> dict:
         "train_fps": train_fps,
         "render_to_train_ratio": {k: render_fps / v for k, v in train_fps.items()},
         "render_sensor_to_train_ratio": {k: sensor_fps / v for k, v in train_fps.items()},
+        "loader_fps": loader_fps,
+        "loader_to_train_ratio": None
+        if loader_fps is None
+        else {k: loader_fps / v for k, v in train_fps.items()},
         "inference_fps": inference_fps,
         "foreground_speedup": inference_fps["depth_features"]
         / inference_fps["depth_features, every pixel (reference)"],
@@ -179,10 +204,15 @@ def main(argv: list[str] | None = None) -> dict:
     print("|---|---|---|")
     for name, (wall, cpu) in rates.items():
         print(f"| {name} | {wall:.1f} | {cpu:.1f} |")
+    if loader_fps is not None:
+        print(f"| render (clean), delivered by 1 DataLoader worker | {loader_fps:.1f} | - |")
     for backbone, fps in train_fps.items():
+        delivered = (
+            "" if loader_fps is None else f" | delivered by a worker {loader_fps / fps:.2f}x"
+        )
         print(
             f"| render / training ({backbone}) | {render_fps / fps:.2f}x "
-            f"| with sensor model {sensor_fps / fps:.2f}x |"
+            f"| with sensor model {sensor_fps / fps:.2f}x{delivered} |"
         )
     print(
         f"\nforeground-only evaluation is {result['foreground_speedup']:.1f}x faster than every "

@@ -48,6 +48,9 @@ def test_body_parts_speed_reports_every_rate(tmp_path: Path) -> None:
     assert result["keep_freed_memory"] in (True, False)
     assert set(result["train_fps"]) == {"depth_features", "fcn"}
     assert all(v > 0 for v in result["render_to_train_ratio"].values())
+    assert result["loader_fps"] > 0 and set(result["loader_to_train_ratio"]) == set(
+        result["train_fps"]
+    )
     assert len(result["inference_fps"]) == 3
 
 
