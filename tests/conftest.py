@@ -52,3 +52,21 @@ def run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Pa
         return runs[-1] if runs else tmp_path / "runs"
 
     return run
+
+
+def tiny_body_datamodule(height: int, width: int, **options: object):  # noqa: ANN201
+    """A ``BodyDepthDataModule`` of a few small frames: clean renders (seed 0) and
+    sensor-model frames (seed 1), 4 per batch, no workers; ``options`` override."""
+    from lightning_synth.datamodules import BodyDepthDataModule, RenderedBodySource
+    from lightning_synth.rendering.sensor import DepthSensorNoise
+
+    lengths = options.pop("lengths", {"train_length": 8, "val_length": 4, "test_length": 4})
+    settings = {
+        "rendered": RenderedBodySource(seed=0, **lengths),
+        "real": RenderedBodySource(seed=1, noise=DepthSensorNoise(), **lengths),
+        "height": height,
+        "width": width,
+        "batch_size": 4,
+        "num_workers": 0,
+    }
+    return BodyDepthDataModule(**{**settings, **options})

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_body_datamodule
 from PIL import Image
 
 from lightning_synth.batch import (
@@ -22,25 +23,15 @@ from lightning_synth.batch import (
     VALID,
     check_batch,
 )
-from lightning_synth.datamodules import BodyDepthDataModule, DepthFolder, RenderedBodySource
-from lightning_synth.rendering.sensor import DepthSensorNoise
+from lightning_synth.datamodules import BodyDepthDataModule, DepthFolder
 
 H, W = 24, 32
 
 
 def _datamodule(**options) -> BodyDepthDataModule:
     lengths = {"train_length": 12, "val_length": 4, "test_length": 4}
-    settings = {
-        "rendered": RenderedBodySource(seed=0, **lengths),
-        "real": RenderedBodySource(seed=1, noise=DepthSensorNoise(), **lengths),
-        "height": H,
-        "width": W,
-        "batch_size": 4,
-        "real_fraction": 0.5,
-        "num_workers": 0,
-    }
-    settings.update(options)
-    return BodyDepthDataModule(**settings)
+    settings = {"height": H, "width": W, "real_fraction": 0.5, **options}
+    return tiny_body_datamodule(lengths=lengths, **settings)
 
 
 def test_training_batches_mix_rendered_and_sensor_frames() -> None:

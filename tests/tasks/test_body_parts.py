@@ -9,16 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_body_datamodule
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 from torch.utils.data import default_collate
 
 from lightning_synth.batch import IGNORE_LABEL, IMAGE, LABEL, REAL, RENDERED
-from lightning_synth.datamodules import BodyDepthDataModule, RenderedBodySource
 from lightning_synth.nn import DepthComparisonFeatures, DepthFCN, PixelClassifier
 from lightning_synth.rendering.body import PART_PALETTE, BodyRenderer, RenderedBodies
-from lightning_synth.rendering.sensor import DepthSensorNoise
 from lightning_synth.tasks import BodyPartClassifier
 from lightning_synth.tasks.body_parts import part_map_grid
 
@@ -137,15 +136,7 @@ def test_part_map_grid_puts_depth_truth_and_prediction_side_by_side() -> None:
 
 
 def test_fit_logs_per_domain_metrics_joint_map_and_the_part_picture(tmp_path: Path) -> None:
-    lengths = {"train_length": 8, "val_length": 4, "test_length": 4}
-    datamodule = BodyDepthDataModule(
-        rendered=RenderedBodySource(seed=0, **lengths),
-        real=RenderedBodySource(seed=1, noise=DepthSensorNoise(), **lengths),
-        height=H,
-        width=W,
-        batch_size=4,
-        num_workers=0,
-    )
+    datamodule = tiny_body_datamodule(H, W)
     task = _small(joint_frames=4)
     trainer = Trainer(
         accelerator="cpu",
@@ -210,19 +201,6 @@ def test_nan_infinite_and_negative_depth_count_as_no_reading(backbone: str) -> N
     assert torch.isfinite(task(broken)).all()
 
 
-def _body_datamodule(**options) -> BodyDepthDataModule:
-    lengths = {"train_length": 8, "val_length": 4, "test_length": 4}
-    settings = {
-        "rendered": RenderedBodySource(seed=0, **lengths),
-        "real": RenderedBodySource(seed=1, noise=DepthSensorNoise(), **lengths),
-        "height": H,
-        "width": W,
-        "batch_size": 4,
-        "num_workers": 0,
-    }
-    return BodyDepthDataModule(**{**settings, **options})
-
-
 def _trainer(tmp_path: Path, **options) -> Trainer:
     settings = {
         "accelerator": "cpu",
@@ -243,7 +221,7 @@ def test_bf16_mixed_trains_and_a_checkpoint_resumes(tmp_path: Path) -> None:
     checkpoints = ModelCheckpoint(tmp_path / "checkpoints", save_last=True)
     task = _small(joint_frames=4)
     trainer = _trainer(tmp_path, precision="bf16-mixed", max_steps=2, callbacks=[checkpoints])
-    trainer.fit(task, datamodule=_body_datamodule())
+    trainer.fit(task, datamodule=tiny_body_datamodule(H, W))
     assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert last.is_file()
@@ -259,7 +237,7 @@ def test_bf16_mixed_trains_and_a_checkpoint_resumes(tmp_path: Path) -> None:
     trainer = _trainer(
         tmp_path, precision="bf16-mixed", max_steps=4, max_epochs=-1, callbacks=[AtStart()]
     )
-    trainer.fit(resumed, datamodule=_body_datamodule(), ckpt_path=last)
+    trainer.fit(resumed, datamodule=tiny_body_datamodule(H, W), ckpt_path=last)
     # it went on from step 2 with the checkpoint's weights, and trained
     assert started["step"] == 2 and trainer.global_step == 4
     assert all(torch.equal(saved[k], started["state"][k]) for k in saved)
@@ -276,7 +254,7 @@ def test_ddp_two_processes_rendering_on_their_device(tmp_path: Path) -> None:
         limit_train_batches=2,
         limit_val_batches=2,
     )
-    trainer.fit(task, datamodule=_body_datamodule(render_on="device", num_workers=1))
+    trainer.fit(task, datamodule=tiny_body_datamodule(H, W, render_on="device", num_workers=1))
     assert trainer.world_size == 2
     for name in ("val/rendered_class_acc", "val/real_class_acc", "val/joint_map"):
         assert 0.0 <= float(trainer.callback_metrics[name]) <= 1.0
