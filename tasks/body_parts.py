@@ -368,7 +368,8 @@ class BodyPartClassifier(SynthTask):
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> Batch:
         batch = {**batch, IMAGE: depth_readings(batch[IMAGE])}
-        logits = self(batch[IMAGE])
+        scores, index = self._scores(batch[IMAGE])
+        logits = scores if index is None else _scatter(scores, index, batch[IMAGE].shape)
         out = {"parts": logits.argmax(dim=1), LABEL: batch[LABEL], DOMAIN: batch[DOMAIN]}
         if self._with_joints(batch):
             out[JOINTS], out["joint_confidence"] = self.propose_joints(

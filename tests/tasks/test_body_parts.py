@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 from torch.utils.data import default_collate
 
-from lightning_synth.batch import IGNORE_LABEL, IMAGE, LABEL, REAL, RENDERED
+from lightning_synth.batch import DOMAIN, IGNORE_LABEL, IMAGE, JOINTS, LABEL, REAL, RENDERED
 from lightning_synth.nn import DepthComparisonFeatures, DepthFCN, PixelClassifier
 from lightning_synth.rendering.body import PART_PALETTE, BodyRenderer, RenderedBodies
 from lightning_synth.tasks import BodyPartClassifier
@@ -258,3 +258,14 @@ def test_ddp_two_processes_rendering_on_their_device(tmp_path: Path) -> None:
     assert trainer.world_size == 2
     for name in ("val/rendered_class_acc", "val/real_class_acc", "val/joint_map"):
         assert 0.0 <= float(trainer.callback_metrics[name]) <= 1.0
+
+
+def test_predict_gives_parts_and_joints_of_the_real_test_frames() -> None:
+    torch.manual_seed(0)
+    task = _small(joint_frames=4).eval()
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    (out,) = trainer.predict(task, datamodule=tiny_body_datamodule(H, W, render_on="device"))
+    frames = next(iter(tiny_body_datamodule(H, W).predict_dataloader()))
+    assert (frames[DOMAIN] == REAL).all()
+    assert torch.equal(out["parts"], task(frames[IMAGE]).argmax(dim=1))
+    assert out[JOINTS].shape == (4, 21, 3) and torch.isfinite(out["joint_confidence"]).all()
