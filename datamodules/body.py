@@ -215,8 +215,9 @@ class BodyDepthDataModule(LightningDataModule):
         render_on: where rendered sources make their frames: ``workers`` (the DataLoader
             workers, on the CPU) or ``device`` (the training device, in the training
             process, as each batch is moved there: on a GPU the batched renderer outruns
-            CPU workers; workers then only load frames from disk). Same frames either
-            way. ``device`` needs the Trainer (or a call of ``transfer_batch_to_device``).
+            CPU workers; workers then only load frames from disk, so ``num_workers: 0``
+            does when none come from there). Same frames either way. ``device`` needs the
+            Trainer (or a call of ``transfer_batch_to_device``).
     """
 
     def __init__(
