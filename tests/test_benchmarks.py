@@ -66,6 +66,39 @@ def test_style_transfer_times_both_loops_with_the_tiny_network(tmp_path: Path) -
     assert row["speed_ratio"] > 0 and row["ours"]["peak_memory_bytes"] > 0
 
 
+def test_tv_denoise_compares_both_solvers_on_a_bundled_photograph(tmp_path: Path) -> None:
+    result = _run(
+        "tv_denoise.py",
+        *("--images", "camera", "--sigmas", "0.2", "--repeats", "1"),
+        *("--json-out", str(tmp_path / "tv.json")),
+    )
+    (row,) = result["rows"]
+    assert row["image"] == "camera" and row["sigma"] == 0.2
+    # both denoise: each result is far above the noisy image's PSNR
+    assert min(row["ours"]["psnr"], row["skimage"]["psnr"]) > row["noisy_psnr"] + 5
+    assert row["time_ratio"] > 0 and result["time_ratio_geometric_mean"] > 0
+
+
+def test_lightning_overhead_times_both_loops(tmp_path: Path) -> None:
+    result = _run(
+        "lightning_overhead.py",
+        *("--steps", "5", "--warmup", "2", "--repeats", "1", "--batch-size", "8"),
+        *("--json-out", str(tmp_path / "overhead.json")),
+    )
+    assert result["hand_images_per_s"] > 0 and result["lightning_images_per_s"] > 0
+    assert len(result["ratio_per_repeat"]) == 1 and result["ratio_median"] > 0
+
+
+def test_render_digits_reports_every_rate(tmp_path: Path) -> None:
+    result = _run(
+        "render_digits.py",
+        *("--num-images", "64", "--batch-size", "16", "--json-out", str(tmp_path / "d.json")),
+    )
+    rates = result["images_per_s"]
+    assert set(rates) >= {"single_core_warm", "dataloader_all_cores"}
+    assert all(value > 0 for value in rates.values())
+
+
 def _write_idx(path: Path, array: np.ndarray) -> None:
     # The IDX format of the MNIST files: magic (0, 0, type 0x08 = ubyte, ndim), sizes, data.
     header = bytes([0, 0, 8, array.ndim]) + b"".join(
