@@ -77,10 +77,13 @@ def test_freed_image_sized_block_stays_in_the_heap() -> None:
 @pytest.mark.skipif(_glibc() is None, reason="mallopt tuning is glibc-only")
 def test_kept_memory_is_reused_without_page_faults() -> None:
     default, kept = _run(_RENDER_FAULTS, "default"), _run(_RENDER_FAULTS, "keep")
-    # The default's count depends on the kernel: about 7,000 faults for these 4 batches
+    # The default's count depends on the kernel: 5,000-7,000 faults for these 4 batches
     # with 4 KiB pages, under 100 where transparent huge pages are always on (seen in CI).
-    # With the setting the batches reuse the heap: (almost) none either way.
-    assert kept < 100 and kept <= default + 20, (default, kept)
+    # With the setting the tensors reuse the heap; what is left is noise from Python's
+    # own 1 MiB object arenas and heap growth: 0, about 100 or about 250 faults from run
+    # to run (seen in session 8, also on the renderer of session 7). With huge pages there is
+    # nothing left to tell apart here; the mallinfo2 test above checks the mechanism.
+    assert kept <= 300 + default // 10, (default, kept)
 
 
 def test_switch_off_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
