@@ -32,7 +32,11 @@ from lightning_synth.datamodules.deferred import (
     collate_deferred,
     complete_batch,
 )
-from lightning_synth.datamodules.mixed import InterleavedDataset, MixedDomainSampler
+from lightning_synth.datamodules.mixed import (
+    InterleavedDataset,
+    MixedDomainSampler,
+    ResumesMidEpoch,
+)
 from lightning_synth.rendering.body import BodyRenderer, RenderedBodies
 from lightning_synth.rendering.sensor import DepthSensorNoise
 
@@ -188,7 +192,7 @@ class _Interleaved(InterleavedDataset):
         return _fetch_grouped(self.datasets, owners, local)
 
 
-class BodyDepthDataModule(LightningDataModule):
+class BodyDepthDataModule(ResumesMidEpoch, LightningDataModule):
     """Rendered and real body depth frames in every training batch; each domain reported apart.
 
     Training batches hold ``round(batch_size * real_fraction)`` real frames and the rest
@@ -278,8 +282,10 @@ class BodyDepthDataModule(LightningDataModule):
             self._datasets[key] = DomainView(dataset, domain, hide_labels=hide)
         return self._datasets[key]
 
-    def _loader(self, dataset: Dataset, **options: object) -> DataLoader:
-        return DataLoader(
+    def _loader(
+        self, dataset: Dataset, loader: type[DataLoader] = DataLoader, **options: object
+    ) -> DataLoader:
+        return loader(
             dataset,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
@@ -308,7 +314,7 @@ class BodyDepthDataModule(LightningDataModule):
         sampler = MixedDomainSampler(
             len(rendered), len(real), self.batch_size, self.real_fraction, seed=self.seed
         )
-        return self._loader(_Concatenated(rendered, real), sampler=sampler, drop_last=True)
+        return self.resumable_loader(self._loader, _Concatenated(rendered, real), sampler)
 
     def _evaluation_loader(self, stage: Stage) -> DataLoader:
         both = _Interleaved(self.domain_dataset(stage, RENDERED), self.domain_dataset(stage, REAL))

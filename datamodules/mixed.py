@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from typing import Literal
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,8 @@ from lightning_synth.datamodules.sources import DomainSource
 __all__ = [
     "MixedDomainDataModule",
     "MixedDomainSampler",
+    "ResumableDataLoader",
+    "ResumesMidEpoch",
     "DomainDataset",
     "InterleavedDataset",
     "to_format",
@@ -162,6 +164,25 @@ class MixedDomainSampler(DistributedSampler):
         if self.per_batch_real:
             passes.append(num_real / self.per_batch_real)
         self.batches_per_replica = max(1, math.floor(max(passes) / self.num_replicas))
+        self._resume: tuple[int, int] | None = None
+
+    def resume(self, epoch: int, batches: int) -> None:
+        """Leave out the first ``batches`` batches of this process in epoch ``epoch``: a
+        run restored from a checkpoint taken mid-epoch goes on with the batches it had
+        not seen yet. Later epochs are whole again.
+
+        Args:
+            epoch: the epoch the checkpoint was taken in.
+            batches: batches of that epoch this process had already taken.
+        """
+        # A whole epoch taken: Lightning goes on with the next one, which is whole.
+        whole = 0 < batches < self.batches_per_replica
+        self._resume = (int(epoch), int(batches)) if whole else None
+
+    def set_epoch(self, epoch: int) -> None:
+        if self._resume is not None and epoch != self._resume[0]:
+            self._resume = None
+        super().set_epoch(epoch)
 
     def __len__(self) -> int:
         return self.batches_per_replica * self.batch_size
@@ -171,6 +192,9 @@ class MixedDomainSampler(DistributedSampler):
             yield from (offset + i for i in torch.randperm(length, generator=generator).tolist())
 
     def __iter__(self) -> Iterator[int]:
+        # Every iteration of the checkpoint's epoch skips: Lightning may start one early
+        # (to count the steps for a learning-rate schedule) and another when training starts.
+        skip = self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         rendered = (
             self._stream(self.num_rendered, 0, generator) if self.per_batch_rendered else None
@@ -181,13 +205,117 @@ class MixedDomainSampler(DistributedSampler):
             else None
         )
         for global_batch in range(self.batches_per_replica * self.num_replicas):
+            # Skipped batches are still drawn, so the streams stay where they would be.
             batch = [next(rendered) for _ in range(self.per_batch_rendered)] if rendered else []
             batch += [next(real) for _ in range(self.per_batch_real)] if real else []
             if global_batch % self.num_replicas == self.rank:
-                yield from batch
+                if global_batch // self.num_replicas >= skip:
+                    yield from batch
 
 
-class MixedDomainDataModule(LightningDataModule):
+class ResumableDataLoader(DataLoader):
+    """A ``DataLoader`` over a :class:`MixedDomainSampler` that resumes mid-epoch.
+
+    Lightning saves its ``state_dict`` (the epoch, and the batches of it training has
+    taken) in checkpoints and hands it back on restore, so a run resumed from a checkpoint
+    taken in the middle of an epoch sees the rest of that epoch's batches, as a run that
+    was never stopped does, instead of the epoch's first batches again.
+
+    Args:
+        *args: as for ``DataLoader`` (its ``sampler`` must be a ``MixedDomainSampler``).
+        position: where training stands (asked when a checkpoint is saved; see
+            :meth:`ResumesMidEpoch.training_position`); ``None``: at the start.
+        **kwargs: as for ``DataLoader``.
+    """
+
+    def __init__(
+        self, *args: Any, position: Callable[[], dict[str, int]] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.position = position
+
+    def state_dict(self) -> dict[str, int]:
+        if self.position is None:
+            return {"epoch": 0, "batches": 0, "finished": 0}
+        return self.position()
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if isinstance(self.sampler, MixedDomainSampler):
+            resume_at(self.sampler, state_dict)
+
+
+def resume_at(sampler: MixedDomainSampler, position: dict[str, int]) -> None:
+    """Set ``sampler`` to go on from ``position`` (a :meth:`ResumesMidEpoch.training_position`).
+
+    The epoch is set here, not only by Lightning at the epoch's start, because a resumed
+    fit keeps the batch iterator it made before that, and with worker processes the
+    iterator draws its indices when it is made.
+
+    Args:
+        sampler: the training sampler.
+        position: ``{"epoch": e, "batches": n, "finished": 0 or 1}``.
+    """
+    epoch, batches = int(position["epoch"]), int(position["batches"])
+    if position.get("finished", 0):
+        sampler.set_epoch(epoch + 1)
+    else:
+        sampler.set_epoch(epoch)
+        sampler.resume(epoch, batches)
+
+
+class ResumesMidEpoch:
+    """The part of a DataModule that keeps its training batches in order across a restart.
+
+    Where training stands in its epoch goes into checkpoints twice: as the training
+    loader's state (:class:`ResumableDataLoader`) and as the DataModule's, which Lightning
+    restores before anything asks for the loader. The second is needed because Lightning
+    (2.5-2.6) skips the loader's state when a learning-rate schedule asked for
+    ``estimated_stepping_batches`` first (Lightning issue #20550).
+    """
+
+    trainer: Any
+    _resume_at: dict[str, int] | None = None
+
+    def training_position(self) -> dict[str, int]:
+        """``{"epoch": e, "batches": n, "finished": f}``: training has taken ``n`` batches
+        of epoch ``e``, all of them when ``f`` is 1."""
+        trainer = self.trainer
+        if trainer is None:
+            return {"epoch": 0, "batches": 0, "finished": 0}
+        taken = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+        finished = int(taken >= trainer.num_training_batches)
+        return {"epoch": int(trainer.current_epoch), "batches": taken, "finished": finished}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"training_position": self.training_position()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_at = state_dict.get("training_position")
+
+    def resumable_loader(
+        self, loader: Callable[..., DataLoader], dataset: Dataset, sampler: MixedDomainSampler
+    ) -> DataLoader:
+        """``loader(dataset, ResumableDataLoader, ...)`` over ``sampler``, which skips what
+        a restored checkpoint's run had already taken.
+
+        Args:
+            loader: the DataModule's loader factory (``dataset, loader class, **options``).
+            dataset: the training dataset.
+            sampler: its ``MixedDomainSampler``.
+        """
+        if self._resume_at is not None:  # once: a later fit starts afresh
+            resume_at(sampler, self._resume_at)
+            self._resume_at = None
+        return loader(
+            dataset,
+            ResumableDataLoader,
+            sampler=sampler,
+            drop_last=True,
+            position=self.training_position,
+        )
+
+
+class MixedDomainDataModule(ResumesMidEpoch, LightningDataModule):
     """Rendered and real images in every training batch; each domain reported apart.
 
     Training batches hold ``round(batch_size * real_fraction)`` real samples and the
@@ -264,8 +392,10 @@ class MixedDomainDataModule(LightningDataModule):
             )
         return self._datasets[key]
 
-    def _loader(self, dataset: Dataset, **kwargs: object) -> DataLoader:
-        return DataLoader(
+    def _loader(
+        self, dataset: Dataset, loader: type[DataLoader] = DataLoader, **kwargs: object
+    ) -> DataLoader:
+        return loader(
             dataset,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
@@ -284,7 +414,7 @@ class MixedDomainDataModule(LightningDataModule):
             self.real_fraction,
             seed=self.seed,
         )
-        return self._loader(ConcatDataset([rendered, real]), sampler=sampler, drop_last=True)
+        return self.resumable_loader(self._loader, ConcatDataset([rendered, real]), sampler)
 
     def _evaluation_loader(self, stage: Stage) -> DataLoader:
         both = InterleavedDataset(

@@ -86,6 +86,29 @@ def test_sampler_reshuffles_each_epoch_and_is_reproducible() -> None:
     assert list(sampler) != first
 
 
+def test_a_resumed_epoch_goes_on_where_the_checkpoint_left_it() -> None:
+    def sampler(epoch: int = 0, rank: int = 0) -> MixedDomainSampler:
+        made = MixedDomainSampler(100, 40, 10, 0.3, seed=1, num_replicas=2, rank=rank)
+        made.set_epoch(epoch)
+        return made
+
+    for rank in (0, 1):
+        resumed = sampler(rank=rank)
+        resumed.resume(epoch=0, batches=2)
+        assert list(resumed) == list(sampler(rank=rank))[20:]
+        assert list(resumed) == list(sampler(rank=rank))[20:]  # every pass of that epoch
+        resumed.set_epoch(1)
+        assert list(resumed) == list(sampler(1, rank))  # the next epoch is whole
+    later = sampler()
+    later.resume(epoch=1, batches=3)
+    assert list(later) == list(sampler())  # epoch 0 is not the checkpoint's epoch
+    later.set_epoch(1)
+    assert list(later) == list(sampler(1))[30:]
+    done = sampler()
+    done.resume(epoch=0, batches=len(list(done)) // 10)  # the whole epoch was taken
+    assert list(done) == list(sampler())
+
+
 def test_evaluation_interleaves_domains_so_any_prefix_has_both() -> None:
     datamodule = _datamodule()
     first = next(iter(datamodule.val_dataloader()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -243,6 +244,43 @@ def test_bf16_mixed_trains_and_a_checkpoint_resumes(tmp_path: Path) -> None:
     assert all(torch.equal(saved[k], started["state"][k]) for k in saved)
     assert not torch.equal(saved["classifier.layers.0.weight"], resumed.classifier.layers[0].weight)
     assert math.isfinite(float(trainer.callback_metrics["val/real_class_acc"]))
+
+
+@pytest.mark.parametrize(("stop", "workers"), [(2, 0), (12, 1), (14, 1)])
+def test_a_run_resumed_mid_epoch_sees_the_batches_an_unbroken_run_sees(
+    tmp_path: Path, stop: int, workers: int
+) -> None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    class Fingerprints(Callback):
+        def __init__(self) -> None:
+            self.seen: list[float] = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            self.seen.append(float(batch[JOINTS].nansum()))
+
+    # 12 batches an epoch: step 12 ends the first epoch, step 14 is in the second
+    lengths = {"train_length": 24, "val_length": 4, "test_length": 4}
+
+    def run(max_steps: int, folder: Path, resume: Path | None = None) -> list[float]:
+        fingerprints = Fingerprints()
+        last = ModelCheckpoint(folder, save_last=True, every_n_train_steps=1)
+        trainer = _trainer(
+            folder, max_steps=max_steps, max_epochs=-1, callbacks=[fingerprints, last]
+        )
+        # a cosine schedule asks for the step count before Lightning restores the loader
+        task = _small(joint_frames=0, scheduler="cosine")
+        data = tiny_body_datamodule(H, W, lengths=lengths, num_workers=workers)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", ".*dataloader is not resumable.*")
+            trainer.fit(task, data, ckpt_path=resume)
+        return fingerprints.seen
+
+    unbroken = run(16, tmp_path / "unbroken")
+    assert len(unbroken) == 16 and len(set(unbroken)) == 16
+    assert run(stop, tmp_path / "broken") == unbroken[:stop]
+    resumed = run(16, tmp_path / "broken", resume=tmp_path / "broken" / "last.ckpt")
+    assert resumed == unbroken[stop:]
 
 
 def test_ddp_two_processes_rendering_on_their_device(tmp_path: Path) -> None:
