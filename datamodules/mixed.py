@@ -280,11 +280,13 @@ class ResumesMidEpoch:
         """``{"epoch": e, "batches": n, "finished": f}``: training has taken ``n`` batches
         of epoch ``e``, all of them when ``f`` is 1."""
         trainer = self.trainer
-        if trainer is None:
+        epochs = None if trainer is None else trainer.fit_loop.epoch_progress.current
+        if epochs is None or epochs.started == 0:
             return {"epoch": 0, "batches": 0, "finished": 0}
         taken = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
-        finished = int(taken >= trainer.num_training_batches)
-        return {"epoch": int(trainer.current_epoch), "batches": taken, "finished": finished}
+        # An epoch cut short by max_steps counts as done: a resumed fit starts the next.
+        done = epochs.processed >= epochs.started or taken >= trainer.num_training_batches
+        return {"epoch": int(epochs.started) - 1, "batches": taken, "finished": int(done)}
 
     def state_dict(self) -> dict[str, Any]:
         return {"training_position": self.training_position()}
