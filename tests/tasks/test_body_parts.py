@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import warnings
 from pathlib import Path
@@ -247,29 +248,40 @@ def test_bf16_mixed_trains_and_a_checkpoint_resumes(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("stop", "workers", "every_step"), [(2, 0, 1), (12, 1, 1), (14, 1, 1), (2, 1, 0)]
+    ("stop", "workers", "every_step", "devices"),
+    [(2, 0, 1, 1), (12, 1, 1, 1), (14, 1, 1, 1), (2, 1, 0, 1), (4, 0, 1, 2)],
 )
 def test_a_run_resumed_mid_epoch_sees_the_batches_an_unbroken_run_sees(
-    tmp_path: Path, stop: int, workers: int, every_step: int
+    tmp_path: Path, stop: int, workers: int, every_step: int, devices: int
 ) -> None:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     class Fingerprints(Callback):
-        def __init__(self) -> None:
-            self.seen: list[float] = []
+        """Each process writes what it trained on (DDP processes are forks)."""
+
+        def __init__(self, folder: Path) -> None:
+            self.folder, self.seen = folder, []
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
             self.seen.append(float(batch[JOINTS].nansum()))
 
-    # 12 batches an epoch: step 12 ends the first epoch, step 14 is in the second
+        def on_train_end(self, trainer, pl_module) -> None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / f"seen{trainer.global_rank}.json").write_text(json.dumps(self.seen))
+
+    # 12 batches an epoch (6 per process with 2): step 12 ends the first epoch
     lengths = {"train_length": 24, "val_length": 4, "test_length": 4}
 
-    def run(max_steps: int, folder: Path, resume: Path | None = None) -> list[float]:
-        fingerprints = Fingerprints()
+    def run(max_steps: int, folder: Path, resume: Path | None = None) -> list[list[float]]:
         # every step, or as the CLI does: when the epoch ends (or max_steps ends it)
         last = ModelCheckpoint(folder, save_last=True, every_n_train_steps=every_step)
+        options = {"devices": devices, "strategy": "ddp_fork"} if devices > 1 else {}
         trainer = _trainer(
-            folder, max_steps=max_steps, max_epochs=-1, callbacks=[fingerprints, last]
+            folder,
+            max_steps=max_steps,
+            max_epochs=-1,
+            callbacks=[Fingerprints(folder), last],
+            **options,
         )
         # a cosine schedule asks for the step count before Lightning restores the loader
         task = _small(joint_frames=0, scheduler="cosine")
@@ -277,18 +289,19 @@ def test_a_run_resumed_mid_epoch_sees_the_batches_an_unbroken_run_sees(
         with warnings.catch_warnings():
             warnings.filterwarnings("error", ".*dataloader is not resumable.*")
             trainer.fit(task, data, ckpt_path=resume)
-        return fingerprints.seen
+        return [json.loads((folder / f"seen{rank}.json").read_text()) for rank in range(devices)]
 
-    unbroken = run(16, tmp_path / "unbroken")
-    assert len(unbroken) == 16 and len(set(unbroken)) == 16
-    assert run(stop, tmp_path / "broken") == unbroken[:stop]
-    resumed = run(16, tmp_path / "broken", resume=tmp_path / "broken" / "last.ckpt")
+    steps = 16 if devices == 1 else 8
+    unbroken = run(steps, tmp_path / "unbroken")
+    assert all(len(set(seen)) == steps for seen in unbroken)
+    assert run(stop, tmp_path / "broken") == [seen[:stop] for seen in unbroken]
+    resumed = run(steps, tmp_path / "broken", resume=tmp_path / "broken" / "last.ckpt")
     if every_step:
-        assert resumed == unbroken[stop:]
+        assert resumed == [seen[stop:] for seen in unbroken]
     else:
         # Lightning counts an epoch that max_steps ended as done and resumes with the next
         # one: it must come whole, in its own order
-        assert resumed[:4] == unbroken[12:16]
+        assert resumed[0][:4] == unbroken[0][12:16]
 
 
 def test_ddp_two_processes_rendering_on_their_device(tmp_path: Path) -> None:
