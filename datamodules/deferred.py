@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from lightning_synth.batch import DOMAIN, IGNORE_LABEL, LABEL, Batch
-from lightning_synth.rendering.body import RenderedBodies
+from lightning_synth.rendering.body import RenderedBodies, item_numbers
 
 __all__ = ["DeferredFrames", "DeferredSource", "collate_deferred", "complete_batch"]
 
@@ -74,11 +74,8 @@ class DeferredFrames(Dataset):
         return self.__getitems__([index])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[Batch]:
-        for i in indices:
-            if not -self.length <= i < self.length:
-                raise IndexError(f"index {i} out of range for {self.length} frames")
         slot = torch.tensor(self.slot)
-        return [{FRAME: torch.tensor(int(i) % self.length), SOURCE: slot} for i in indices]
+        return [{FRAME: torch.tensor(i), SOURCE: slot} for i in item_numbers(indices, self.length)]
 
 
 def collate_deferred(items: list[Batch]) -> Batch:

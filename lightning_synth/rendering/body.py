@@ -82,6 +82,7 @@ __all__ = [
     "MIRROR_JOINTS",
     "mirror_frame",
     "colorize_parts",
+    "item_numbers",
 ]
 
 #: A fixed colour (uint8 RGB) per part, in ``PART_NAMES`` order, for label images.
@@ -108,6 +109,20 @@ def colorize_parts(parts: torch.Tensor, background: int = 0) -> torch.Tensor:
     """
     palette = torch.cat([PART_PALETTE, torch.full((1, 3), background, dtype=torch.uint8)])
     return palette.to(parts.device)[parts]
+
+
+def item_numbers(indices: Sequence[int], length: int) -> list[int]:
+    """``indices`` of a dataset of ``length`` items as numbers in ``[0, length)``
+    (negative ones count from the end), or an ``IndexError`` naming the first bad one.
+
+    Args:
+        indices: item indices.
+        length: number of items.
+    """
+    for i in indices:
+        if not -length <= i < length:
+            raise IndexError(f"index {i} out of range for {length} frames")
+    return [int(i) % length for i in indices]
 
 
 def _sample_seed(seed: int, index: int) -> int:
@@ -401,10 +416,7 @@ class RenderedBodies(Dataset):
         Args:
             indices: item indices.
         """
-        for i in indices:
-            if not -self.length <= i < self.length:
-                raise IndexError(f"index {i} out of range for {self.length} frames")
-        frames = [self.offset + (i % self.length) for i in indices]
+        frames = [self.offset + i for i in item_numbers(indices, self.length)]
         frame = self.renderer.render(frames)
         depth, valid, parts = frame.depth, frame.valid, frame.parts
         if self.noise is not None:

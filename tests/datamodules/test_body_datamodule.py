@@ -125,6 +125,8 @@ def test_rendering_on_the_device_gives_the_batches_workers_give() -> None:
     )
     hidden = _on_device(device, device.train_dataloader())[0]
     assert (hidden[LABEL][hidden[DOMAIN] == REAL] == IGNORE_LABEL).all()
+    with pytest.raises(IndexError, match="index 12 out of range for 12 frames"):
+        device.domain_dataset("train", RENDERED)[12]
 
 
 def test_rendering_on_the_device_keeps_frames_loaded_from_disk_in_place(tmp_path: Path) -> None:
