@@ -4,6 +4,7 @@ from lightning_synth.nn.augment import RandomAffine
 from lightning_synth.nn.backbones import DigitConvNet, feature_dim
 from lightning_synth.nn.depth_features import DepthComparisonFeatures
 from lightning_synth.nn.domain_adversarial import DomainClassifier, GaninDigitNet, MLPHead
+from lightning_synth.nn.forest import DepthForest
 from lightning_synth.nn.gan import (
     DCGANDiscriminator,
     DCGANGenerator,
@@ -26,5 +27,5 @@ __all__ += ["GradientReversal", "grad_reverse", "GaninDigitNet", "MLPHead", "Dom
 __all__ += ["TotalVariation", "total_variation", "tv_denoise", "ChambollePockTV", "gram_matrix"]
 __all__ += ["VGGFeatures", "NamedFeatures", "WeightsUnavailableError", "content_loss", "style_loss"]
 __all__ += ["DCGANGenerator", "DCGANDiscriminator", "ExponentialMovingAverage", "load_generator"]
-__all__ += ["DepthComparisonFeatures", "DepthFCN", "PixelClassifier"]
+__all__ += ["DepthComparisonFeatures", "DepthFCN", "PixelClassifier", "DepthForest"]
 __all__ += ["RandomAffine"]

@@ -1,0 +1,300 @@
+"""``DepthForest``: Shotton's randomised decision forest, trained by scikit-learn, run as tensors.
+
+Shotton et al. (CVPR 2011) classify every pixel of a depth image with a forest of 3
+trees of depth 20 over depth-comparison features, each node testing one feature against
+a threshold, both drawn at random among candidates and kept if they best split the
+training pixels (2000 pixels sampled per image). Here scikit-learn grows the trees
+(``ExtraTreesClassifier``: one random threshold per candidate feature, the closest
+well-kept equivalent of the paper's sampling; or ``RandomForestClassifier``) on the
+features of sampled pixels, and the fitted trees are copied into registered buffers:
+per node the feature index, the threshold, the two children, and per node the class
+distribution of its training pixels. Inference walks all trees for all pixels at once,
+one gather per level, on any device; the buffers travel with ``.to()`` and with the
+state dict, so a checkpoint reloads the forest.
+
+The forest is not trained by back-propagation: it has no parameters, and its output
+carries no gradient. A task collects the features and labels of sampled pixels and calls
+:meth:`DepthForest.fit_forest` once.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["DepthForest"]
+
+_BUFFERS = ("feature", "threshold", "child", "distribution", "levels")
+
+
+class DepthForest(nn.Module):
+    """Per-pixel decision forest: ``N x D`` features -> ``N x K`` log-probabilities.
+
+    Also takes ``B x D x H x W`` feature maps (-> ``B x K x H x W``), like
+    :class:`~lightning_synth.nn.PixelClassifier`. The output is the log of the trees' mean
+    class distribution (plus ``1e-6`` so no score is infinite): ``argmax`` gives
+    scikit-learn's ``predict``, ``softmax`` its ``predict_proba`` (up to that floor).
+    Before :meth:`fit_forest` the forest knows nothing and returns the uniform
+    distribution (with a warning); :attr:`fitted` tells the two apart.
+
+    Args:
+        in_features: number of features ``D`` per pixel.
+        num_classes: number of classes ``K`` (31 body parts); labels outside ``[0, K)``
+            (such as -1, unknown) are left out of training.
+        num_trees: number of trees (the paper: 3).
+        max_depth: largest tree depth (the paper: 20).
+        method: ``extra_trees`` (scikit-learn's ``ExtraTreesClassifier``: random
+            thresholds, as in the paper) or ``random_forest`` (best thresholds, bootstrap).
+        max_features: candidate features tried at each node: a count, a fraction of
+            ``D``, or ``sqrt``.
+        min_samples_leaf: fewest training pixels in a leaf.
+        class_weight: ``balanced`` weights each class by the inverse of its pixel count
+            (favours the mean per-class accuracy over the pixel accuracy); ``None``
+            counts every pixel once.
+        n_jobs: processes scikit-learn grows trees with (``None``: one, ``-1``: all
+            cores).
+        seed: seed of the random candidate features and thresholds.
+    """
+
+    #: Acts on each pixel alone, so ``N x D`` input (foreground pixels only) is allowed.
+    pointwise: ClassVar[bool] = True
+    #: Trained by :meth:`fit_forest`, not by gradient steps.
+    trainable_by_gradient: ClassVar[bool] = False
+
+    feature: torch.Tensor
+    threshold: torch.Tensor
+    child: torch.Tensor
+    distribution: torch.Tensor
+    levels: torch.Tensor
+
+    def __init__(
+        self,
+        in_features: int = 128,
+        num_classes: int = 31,
+        num_trees: int = 3,
+        max_depth: int = 20,
+        method: Literal["extra_trees", "random_forest"] = "extra_trees",
+        max_features: int | float | Literal["sqrt"] = "sqrt",
+        min_samples_leaf: int = 1,
+        class_weight: Literal["balanced"] | None = None,
+        n_jobs: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if in_features < 1 or num_classes < 2:
+            raise ValueError("in_features must be positive and num_classes at least 2")
+        if num_trees < 1 or max_depth < 1 or min_samples_leaf < 1:
+            raise ValueError("num_trees, max_depth and min_samples_leaf must be positive")
+        if method not in ("extra_trees", "random_forest"):
+            raise ValueError(f"method must be 'extra_trees' or 'random_forest', got {method!r}")
+        self.in_features, self.out_features = int(in_features), int(num_classes)
+        self.num_trees, self.max_depth = int(num_trees), int(max_depth)
+        self.method, self.max_features = method, max_features
+        self.min_samples_leaf, self.class_weight = int(min_samples_leaf), class_weight
+        self.n_jobs, self.seed = n_jobs, int(seed)
+        # Empty until fitted; _load_from_state_dict resizes them to a checkpoint's forest.
+        self.register_buffer("feature", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("threshold", torch.zeros(0))
+        self.register_buffer("child", torch.zeros(0, 2, dtype=torch.long))
+        self.register_buffer("distribution", torch.zeros(0, self.out_features))
+        self.register_buffer("levels", torch.zeros((), dtype=torch.long))
+        self._warned = False
+
+    @property
+    def fitted(self) -> bool:
+        """Whether :meth:`fit_forest` (or a loaded state dict) has given the forest trees."""
+        return self.feature.numel() > 0
+
+    def extra_repr(self) -> str:
+        nodes = self.feature.numel()
+        return (
+            f"in_features={self.in_features}, num_classes={self.out_features}, "
+            f"num_trees={self.num_trees}, max_depth={self.max_depth}, method={self.method!r}, "
+            f"fitted={self.fitted}, nodes={nodes}, levels={int(self.levels)}"
+        )
+
+    # -- training ---------------------------------------------------------------------
+    def estimator(self) -> Any:
+        """The (unfitted) scikit-learn forest :meth:`fit_forest` trains."""
+        from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+
+        kind = ExtraTreesClassifier if self.method == "extra_trees" else RandomForestClassifier
+        return kind(
+            n_estimators=self.num_trees,
+            max_depth=self.max_depth,
+            max_features=self.max_features,
+            min_samples_leaf=self.min_samples_leaf,
+            class_weight=self.class_weight,
+            n_jobs=self.n_jobs,
+            random_state=self.seed,
+        )
+
+    @torch.no_grad()
+    def fit_forest(self, features: torch.Tensor, labels: torch.Tensor) -> Any:
+        """Grow the trees on pixels' features and labels; returns the scikit-learn forest.
+
+        Replaces any earlier forest. Pixels whose label lies outside ``[0, num_classes)``
+        are left out.
+
+        Args:
+            features: ``N x D`` features of the training pixels (any device; copied to
+                the CPU as float32, the precision scikit-learn's trees compare in).
+            labels: ``N`` class labels.
+        """
+        if features.ndim != 2 or features.shape[1] != self.in_features:
+            raise ValueError(
+                f"expected N x {self.in_features} features, got {tuple(features.shape)}"
+            )
+        if labels.shape != features.shape[:1]:
+            raise ValueError(f"expected {len(features)} labels, got {tuple(labels.shape)}")
+        known = (labels >= 0) & (labels < self.out_features)
+        if not bool(known.any()):
+            raise ValueError("no pixel with a label in [0, num_classes) to fit the forest on")
+        x = features[known].detach().float().cpu().numpy()
+        y = labels[known].detach().long().cpu().numpy()
+        forest = self.estimator().fit(x, y)
+        self.load_sklearn(forest)
+        return forest
+
+    def load_sklearn(self, forest: Any) -> None:
+        """Copy a fitted scikit-learn forest (or single tree) of classifiers into the buffers.
+
+        Args:
+            forest: a fitted ``ExtraTreesClassifier``, ``RandomForestClassifier`` or
+                ``DecisionTreeClassifier`` on ``in_features`` features whose classes are
+                integers in ``[0, num_classes)``.
+        """
+        trees = getattr(forest, "estimators_", [forest])
+        classes = np.asarray(forest.classes_)
+        if classes.min() < 0 or classes.max() >= self.out_features:
+            raise ValueError(f"classes {classes.tolist()} do not fit in {self.out_features}")
+        if forest.n_features_in_ != self.in_features:
+            raise ValueError(f"forest has {forest.n_features_in_} features, not {self.in_features}")
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in _BUFFERS[:4]}
+        offset, levels = 0, 0
+        for tree in trees:
+            t = tree.tree_
+            count = t.node_count
+            leaf = t.children_left < 0
+            # Leaves point to themselves: a fixed number of steps leaves every pixel in its
+            # leaf, with no test of "is this a leaf" in the loop.
+            own = np.arange(count)
+            left = np.where(leaf, own, t.children_left) + offset
+            right = np.where(leaf, own, t.children_right) + offset
+            parts["child"].append(np.stack([left, right], 1))
+            parts["feature"].append(np.where(leaf, 0, t.feature))
+            parts["threshold"].append(_float32_floor(np.where(leaf, 0.0, t.threshold)))
+            value = t.value[:, 0, : len(classes)].astype(np.float64)
+            value = value / np.maximum(value.sum(1, keepdims=True), 1e-300)
+            dist = np.zeros((count, self.out_features), dtype=np.float32)
+            dist[:, classes] = value
+            parts["distribution"].append(dist)
+            offset += count
+            levels = max(levels, int(t.max_depth))
+        device = self.feature.device
+        self.feature = torch.from_numpy(np.concatenate(parts["feature"])).long().to(device)
+        self.threshold = torch.from_numpy(np.concatenate(parts["threshold"])).to(device)
+        self.child = torch.from_numpy(np.concatenate(parts["child"])).long().to(device)
+        self.distribution = torch.from_numpy(np.concatenate(parts["distribution"])).to(device)
+        self.levels = torch.tensor(levels, dtype=torch.long, device=device)
+        self._roots = None
+
+    # -- inference ----------------------------------------------------------------------
+    def roots(self) -> torch.Tensor:
+        """Index of each tree's root node in the buffers (``num_trees``)."""
+        roots = getattr(self, "_roots", None)
+        if roots is None or roots.device != self.child.device:
+            # A root is the only node no other node points to as a child.
+            count = len(self.child)
+            own = torch.arange(count, device=self.child.device)
+            pointed = torch.zeros(count, dtype=torch.bool, device=own.device)
+            pointed[self.child[self.child != own[:, None]]] = True
+            roots = (~pointed).nonzero()[:, 0]
+            self._roots = roots
+        return roots
+
+    def leaves(self, features: torch.Tensor) -> torch.Tensor:
+        """Leaf node (index into the buffers) each pixel reaches in each tree: ``N x T``.
+
+        Args:
+            features: ``N x D`` features.
+        """
+        x = features.float()
+        node = self.roots().expand(len(x), -1)  # N x T
+        for _ in range(int(self.levels)):
+            value = x.gather(1, self.feature[node])
+            right = (value > self.threshold[node]).long()
+            node = self.child[node, right]
+        return node
+
+    def log_proba(self, features: torch.Tensor) -> torch.Tensor:
+        """``N x K`` log of the trees' mean class distribution (floored at ``1e-6``).
+
+        Args:
+            features: ``N x D`` features.
+        """
+        if not self.fitted:
+            if not self._warned:
+                warnings.warn(
+                    "DepthForest is not fitted yet: it returns the uniform distribution",
+                    stacklevel=3,
+                )
+                self._warned = True
+            return features.new_full((len(features), self.out_features), -np.log(self.out_features))
+        proba = self.distribution[self.leaves(features)].mean(1)
+        return (proba + 1e-6).log()
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities ``N x K`` of ``N x D`` features, or ``B x K x H x W`` of maps.
+
+        Args:
+            features: ``N x D`` or ``B x D x H x W`` features.
+        """
+        if features.ndim == 2:
+            return self.log_proba(features)
+        if features.ndim != 4:
+            raise ValueError(
+                f"expected N x D or B x D x H x W features, got {tuple(features.shape)}"
+            )
+        flat = features.movedim(1, -1).reshape(-1, features.shape[1])
+        scores = self.log_proba(flat)
+        batch, _, height, width = features.shape
+        return scores.view(batch, height, width, -1).permute(0, 3, 1, 2)
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        # The buffers' sizes are the saved forest's: take them before the copy.
+        for name in _BUFFERS:
+            saved = state_dict.get(prefix + name)
+            if isinstance(saved, torch.Tensor):
+                current = getattr(self, name)
+                setattr(self, name, torch.empty_like(saved, device=current.device))
+        self._roots = None
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
+
+def _float32_floor(threshold: np.ndarray) -> np.ndarray:
+    """The largest float32 at or below each (float64) threshold.
+
+    scikit-learn compares float32 features with float64 thresholds; for a float32 ``x``,
+    ``x <= t`` holds exactly when ``x <= floor32(t)``, so float32 inference takes the same
+    branches (plain rounding could move a threshold above a feature value just past it).
+    """
+    rounded = threshold.astype(np.float32)
+    above = rounded.astype(np.float64) > threshold
+    rounded[above] = np.nextafter(rounded[above], np.float32(-np.inf))
+    return rounded
