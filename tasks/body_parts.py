@@ -20,6 +20,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
+from lightning_synth.adaptation import AdaptationInputs
 from lightning_synth.batch import (
     DOMAIN,
     DOMAIN_NAMES,
@@ -40,7 +41,7 @@ from lightning_synth.metrics.joints import (
 from lightning_synth.nn.depth_features import DepthComparisonFeatures
 from lightning_synth.nn.segmentation import DepthFCN, PixelClassifier
 from lightning_synth.rendering.body import PART_NAMES, colorize_parts
-from lightning_synth.tasks.base import StepOutput, SynthTask
+from lightning_synth.tasks.base import Adaptation, StepOutput, SynthTask
 from lightning_synth.tasks.classification import masked_cross_entropy
 
 __all__ = ["BodyPartClassifier", "depth_readings", "part_map_grid"]
@@ -122,6 +123,9 @@ class BodyPartClassifier(SynthTask):
             set by ``backbone``.
         classifier: features -> ``B x num_classes x H x W`` logits; default a
             :class:`~lightning_synth.nn.PixelClassifier` with ``hidden`` layers.
+        adaptation: a domain-adaptation method, a list of them, or ``null``: per-pixel
+            losses on the person's pixels (those with a depth reading), rendered and
+            sensor frames alike; see :mod:`lightning_synth.adaptation`.
         backbone: default feature extractor: ``depth_features`` or ``fcn``.
         num_classes: number of body parts.
         hidden: hidden layer widths of the default classifier.
@@ -131,7 +135,8 @@ class BodyPartClassifier(SynthTask):
         lr: learning rate.
         weight_decay: weight decay.
         optimizer: ``adam``, ``adamw`` or ``sgd`` (momentum 0.9).
-        scheduler: ``none`` or ``cosine`` (over the whole run).
+        scheduler: ``none``, ``cosine`` (over the whole run) or ``dann`` (the annealing of
+            Ganin et al., ``lr / (1 + 10 p) ** 0.75``).
         joint_frames: frames per process and epoch whose joints are proposed and scored
             (0 turns the joint metric off; so does a ``num_classes`` other than 31).
         joint_threshold: largest distance in metres of a correct joint (the paper: 0.1).
@@ -148,6 +153,7 @@ class BodyPartClassifier(SynthTask):
         self,
         feature_extractor: nn.Module | None = None,
         classifier: nn.Module | None = None,
+        adaptation: Adaptation = None,
         backbone: Literal["depth_features", "fcn"] = "depth_features",
         num_classes: int = len(PART_NAMES),
         hidden: Sequence[int] = (128,),
@@ -155,7 +161,7 @@ class BodyPartClassifier(SynthTask):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         optimizer: Literal["adam", "adamw", "sgd"] = "adam",
-        scheduler: Literal["none", "cosine"] = "none",
+        scheduler: Literal["none", "cosine", "dann"] = "none",
         joint_frames: int = 64,
         joint_threshold: float = 0.1,
         bandwidth: float = 0.065,
@@ -168,12 +174,19 @@ class BodyPartClassifier(SynthTask):
         if joint_frames < 0:
             raise ValueError(f"joint_frames must be >= 0, got {joint_frames}")
         super().__init__(
-            networks={"feature_extractor": feature_extractor, "classifier": classifier}
+            networks={
+                "feature_extractor": feature_extractor,
+                "classifier": classifier,
+                "adaptation": adaptation,
+            }
         )
 
     # -- hooks of SynthTask -------------------------------------------------------------
     def configure_models(
-        self, feature_extractor: nn.Module | None = None, classifier: nn.Module | None = None
+        self,
+        feature_extractor: nn.Module | None = None,
+        classifier: nn.Module | None = None,
+        adaptation: Adaptation = None,
     ) -> None:
         hparams = self.hparams
         if feature_extractor is None:
@@ -182,11 +195,11 @@ class BodyPartClassifier(SynthTask):
             else:
                 feature_extractor = DepthComparisonFeatures()
         self.feature_extractor = feature_extractor
+        channels = _channels(feature_extractor)
         if classifier is None:
-            classifier = PixelClassifier(
-                _channels(feature_extractor), hparams.num_classes, hidden=hparams.hidden
-            )
+            classifier = PixelClassifier(channels, hparams.num_classes, hidden=hparams.hidden)
         self.classifier = classifier
+        self.configure_adaptation(adaptation, channels, hparams.num_classes)
 
     def configure_metrics(self) -> None:
         k = self.hparams.num_classes
@@ -224,18 +237,28 @@ class BodyPartClassifier(SynthTask):
             depth: ``B x 1 x H x W`` metres, 0 = no reading (NaN, infinite or negative
                 values count as no reading).
         """
-        return self._scores(depth_readings(depth))
+        scores, _, index = self._features_and_scores(depth_readings(depth))
+        return scores, index
 
     def _scores(self, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        scores, _, index = self._features_and_scores(depth)
+        return scores, index
+
+    def _features_and_scores(
+        self, depth: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Logits, the features they came from, and the flat pixel indices (``None``:
+        dense ``B x D x H x W`` maps; else ``N x D`` features of the foreground pixels)."""
         if not self._sparse():
-            return self.classifier(self.feature_extractor(depth)), None
+            features = self.feature_extractor(depth)
+            return self.classifier(features), features, None
         if getattr(self.feature_extractor, "sparse", False):
             features, index = self.feature_extractor.foreground_features(depth)
         else:
             index = (depth.flatten() > 0).nonzero()[:, 0]
             maps = self.feature_extractor(depth)
             features = maps.movedim(1, -1).reshape(-1, maps.shape[1])[index]
-        return self.classifier(features), index
+        return self.classifier(features), features, index
 
     def forward(self, depth: torch.Tensor) -> torch.Tensor:
         """``B x num_classes x H x W`` part logits of depth images ``B x 1 x H x W`` (metres)."""
@@ -284,15 +307,30 @@ class BodyPartClassifier(SynthTask):
         # A pixel without a reading carries no depth to classify: its label does not count.
         labels = batch[LABEL].masked_fill(images[:, 0] == 0, IGNORE_LABEL)
         batch = {**batch, IMAGE: images, LABEL: labels}
-        scores, index = self._scores(images)
+        scores, features, index = self._features_and_scores(images)
         if index is None:
             loss = masked_cross_entropy(scores, labels)
             preds = scores.detach().argmax(dim=1)
+            # Background (no reading) looks the same in both domains: only the person counts.
+            inputs = AdaptationInputs(features, domains, scores, pixel_mask=images[:, 0] > 0)
         else:
             # Only foreground pixels were classified; background ones predict part 0.
             loss = masked_cross_entropy(scores, labels.flatten()[index])
             preds = torch.zeros_like(labels).flatten()
             preds = preds.index_copy(0, index, scores.detach().argmax(dim=1)).view_as(labels)
+            pixel_domains = domains[index // labels[0].numel()]
+            inputs = AdaptationInputs(features, pixel_domains, scores)
+        if len(self.adaptation):
+            adaptation_loss = self.adaptation_loss(stage, inputs)
+            self.log(
+                f"{stage}/label_loss",
+                loss,
+                batch_size=len(domains),
+                on_step=stage == "train",
+                on_epoch=stage != "train",
+                sync_dist=stage != "train",
+            )
+            loss = loss + adaptation_loss
         self.log(
             f"{stage}/loss",
             loss,

@@ -49,8 +49,8 @@ SHRINK: dict[str, list[str]] = {
         "--data.init_args.batch_size=2",
         "--data.init_args.num_workers=0",
         "--model.init_args.feature_extractor.init_args.num_features=16",
-        "--model.init_args.classifier.init_args.in_features=16",
-        "--model.init_args.classifier.init_args.hidden=[16]",
+        "--model.init_args.hidden=[16]",
+        "--model.init_args.joint_frames=4",
     ],
     "tv_denoise.yaml": ["--data.init_args.size=48"],
     "style_transfer.yaml": [

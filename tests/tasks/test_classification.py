@@ -49,8 +49,8 @@ def test_training_step_ignores_real_samples_with_hidden_labels() -> None:
 
 def test_injected_backbone_without_out_features_is_sized_by_probe() -> None:
     backbone = nn.Sequential(nn.Conv2d(3, 5, 3), nn.AdaptiveAvgPool2d(2), nn.Flatten())
-    model = ImageClassifier(backbone=backbone, num_classes=4, image_size=20)
-    assert model.head.in_features == 20
+    model = ImageClassifier(feature_extractor=backbone, num_classes=4, image_size=20)
+    assert model.classifier.in_features == 20
     assert model(torch.rand(2, 3, 20, 20)).shape == (2, 4)
     assert model.features(torch.rand(2, 3, 20, 20)).shape == (2, 20)
     with pytest.raises(ValueError, match="num_classes"):
@@ -65,13 +65,13 @@ def test_backbone_from_yaml_reloads_from_the_checkpoint(tmp_path: Path, run_cli)
         "  class_path: ImageClassifier\n"
         "  init_args:\n"
         "    in_channels: 1\n"
-        "    backbone:\n"
+        "    feature_extractor:\n"
         "      class_path: lightning_synth.nn.DigitConvNet\n"
         "      init_args: {in_channels: 1, width: 8, out_features: 24}\n"
     )
     run_dir = run_cli("fit", f"--config={QUICK}", f"--config={config}", *FAST_TRAINER, *SMALL_DATA)
     model = ImageClassifier.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    assert model.backbone.out_features == 24 and model.head.in_features == 24
+    assert model.feature_extractor.out_features == 24 and model.classifier.in_features == 24
     images = torch.rand(3, 1, 28, 28)
     model.eval()
     assert model(images).shape == (3, 10)
