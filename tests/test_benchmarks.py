@@ -108,7 +108,7 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
         handle.write(header + array.astype(np.uint8).tobytes())
 
 
-def test_dann_digits_runs_every_arm_and_reports_the_gap(tmp_path: Path) -> None:
+def test_adaptation_digits_runs_every_arm_and_reports_the_gap(tmp_path: Path) -> None:
     # Made-up MNIST-format files (noise with a bright bar per class): the benchmark's
     # plumbing, not its accuracy, is under test; real data is never read by tests.
     rng = np.random.default_rng(0)
@@ -121,14 +121,15 @@ def test_dann_digits_runs_every_arm_and_reports_the_gap(tmp_path: Path) -> None:
     _write_idx(data / "t10k-images-idx3-ubyte.gz", images)
     _write_idx(data / "t10k-labels-idx1-ubyte.gz", labels)
     result = _run(
-        "dann_digits.py",
+        "adaptation_digits.py",
         *("--data-dir", str(data), "--runs", "1", "--jobs", "1", "--steps", "3"),
         *("--rendered-train", "200", "--pad-samples", "16", "--batch-size", "32"),
         *("--json-out", str(tmp_path / "dann.json")),
     )
     summary = result["summary"]
-    arms = ("source_only", "dann", "dann_plus", "real_terms_only", "train_on_real")
+    arms = ("source_only", "dann", "cdan", "coral", "mmd", "mcc", "real_terms")
+    arms += ("dann_plus", "mcc_plus", "train_on_real")
     assert {row["arm"] for row in result["results"]} == set(arms)
-    for arm in ("dann", "dann_plus", "real_terms_only"):
+    for arm in arms[1:-1]:
         assert "gap_closed" in summary[arm] and "never_below_source_only" in summary[arm]
     assert all(0.0 <= row["test/real_acc"] <= 1.0 for row in result["results"])

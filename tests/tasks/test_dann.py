@@ -200,6 +200,7 @@ def test_methods_combine_and_the_logs_name_each_of_them() -> None:
             RealSampleTerms(consistency_weight=0.0),
         ],
     )
+
     def log(name: str, value: object, **kwargs: object) -> None:
         if isinstance(value, torch.Tensor):
             logged[name] = float(value)
