@@ -7,10 +7,10 @@ training pixels (2000 pixels sampled per image). Here scikit-learn grows the tre
 (``ExtraTreesClassifier``: one random threshold per candidate feature, the closest
 well-kept equivalent of the paper's sampling; or ``RandomForestClassifier``) on the
 features of sampled pixels, and the fitted trees are copied into registered buffers:
-per node the feature index, the threshold, the two children, and per node the class
-distribution of its training pixels. Inference walks all trees for all pixels at once,
-one gather per level, on any device; the buffers travel with ``.to()`` and with the
-state dict, so a checkpoint reloads the forest.
+per node the feature index, the threshold, the left child (the right one follows it),
+and the class distribution of its training pixels. Inference walks all trees for all
+pixels at once, a few ``index_select`` calls per level, on any device; the buffers
+travel with ``.to()`` and with the state dict, so a checkpoint reloads the forest.
 
 The forest is not trained by back-propagation: it has no parameters, and its output
 carries no gradient. A task collects the features and labels of sampled pixels and calls
@@ -24,11 +24,12 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["DepthForest"]
 
-_BUFFERS = ("feature", "threshold", "child", "distribution", "levels")
+_BUFFERS = ("feature", "threshold", "left", "roots", "distribution", "levels")
 
 
 class DepthForest(nn.Module):
@@ -67,7 +68,8 @@ class DepthForest(nn.Module):
 
     feature: torch.Tensor
     threshold: torch.Tensor
-    child: torch.Tensor
+    left: torch.Tensor
+    roots: torch.Tensor
     distribution: torch.Tensor
     levels: torch.Tensor
 
@@ -99,7 +101,8 @@ class DepthForest(nn.Module):
         # Empty until fitted; _load_from_state_dict resizes them to a checkpoint's forest.
         self.register_buffer("feature", torch.zeros(0, dtype=torch.long))
         self.register_buffer("threshold", torch.zeros(0))
-        self.register_buffer("child", torch.zeros(0, 2, dtype=torch.long))
+        self.register_buffer("left", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("roots", torch.zeros(0, dtype=torch.long))
         self.register_buffer("distribution", torch.zeros(0, self.out_features))
         self.register_buffer("levels", torch.zeros((), dtype=torch.long))
         self._warned = False
@@ -174,48 +177,35 @@ class DepthForest(nn.Module):
             raise ValueError(f"classes {classes.tolist()} do not fit in {self.out_features}")
         if forest.n_features_in_ != self.in_features:
             raise ValueError(f"forest has {forest.n_features_in_} features, not {self.in_features}")
-        parts: dict[str, list[np.ndarray]] = {name: [] for name in _BUFFERS[:4]}
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in _BUFFERS[:5]}
         offset, levels = 0, 0
         for tree in trees:
             t = tree.tree_
-            count = t.node_count
-            leaf = t.children_left < 0
-            # Leaves point to themselves: a fixed number of steps leaves every pixel in its
-            # leaf, with no test of "is this a leaf" in the loop.
-            own = np.arange(count)
-            left = np.where(leaf, own, t.children_left) + offset
-            right = np.where(leaf, own, t.children_right) + offset
-            parts["child"].append(np.stack([left, right], 1))
-            parts["feature"].append(np.where(leaf, 0, t.feature))
-            parts["threshold"].append(_float32_floor(np.where(leaf, 0.0, t.threshold)))
-            value = t.value[:, 0, : len(classes)].astype(np.float64)
+            # Breadth-first order puts each node's right child right after its left one.
+            order = _breadth_first(t.children_left, t.children_right)
+            number = np.empty_like(order)
+            number[order] = np.arange(len(order))
+            leaf = t.children_left[order] < 0
+            # A leaf is its own left child and its threshold is +inf: a fixed number of
+            # steps leaves every pixel in its leaf, with no "is this a leaf" test.
+            own = np.arange(len(order)) + offset
+            parts["left"].append(np.where(leaf, own, number[t.children_left[order]] + offset))
+            parts["feature"].append(np.where(leaf, 0, t.feature[order]))
+            threshold = _float32_floor(np.where(leaf, 0.0, t.threshold[order]))
+            parts["threshold"].append(np.where(leaf, np.float32(np.inf), threshold))
+            parts["roots"].append(np.array([offset]))
+            value = t.value[order, 0, : len(classes)].astype(np.float64)
             value = value / np.maximum(value.sum(1, keepdims=True), 1e-300)
-            dist = np.zeros((count, self.out_features), dtype=np.float32)
+            dist = np.zeros((len(order), self.out_features), dtype=np.float32)
             dist[:, classes] = value
             parts["distribution"].append(dist)
-            offset += count
+            offset += len(order)
             levels = max(levels, int(t.max_depth))
         device = self.feature.device
-        self.feature = torch.from_numpy(np.concatenate(parts["feature"])).long().to(device)
-        self.threshold = torch.from_numpy(np.concatenate(parts["threshold"])).to(device)
-        self.child = torch.from_numpy(np.concatenate(parts["child"])).long().to(device)
-        self.distribution = torch.from_numpy(np.concatenate(parts["distribution"])).to(device)
+        for name, values in parts.items():
+            tensor = torch.from_numpy(np.concatenate(values))
+            setattr(self, name, tensor.to(device, torch.float32 if name == "threshold" else None))
         self.levels = torch.tensor(levels, dtype=torch.long, device=device)
-        self._roots = None
-
-    # -- inference ----------------------------------------------------------------------
-    def roots(self) -> torch.Tensor:
-        """Index of each tree's root node in the buffers (``num_trees``)."""
-        roots = getattr(self, "_roots", None)
-        if roots is None or roots.device != self.child.device:
-            # A root is the only node no other node points to as a child.
-            count = len(self.child)
-            own = torch.arange(count, device=self.child.device)
-            pointed = torch.zeros(count, dtype=torch.bool, device=own.device)
-            pointed[self.child[self.child != own[:, None]]] = True
-            roots = (~pointed).nonzero()[:, 0]
-            self._roots = roots
-        return roots
 
     def leaves(self, features: torch.Tensor) -> torch.Tensor:
         """Leaf node (index into the buffers) each pixel reaches in each tree: ``N x T``.
@@ -223,13 +213,18 @@ class DepthForest(nn.Module):
         Args:
             features: ``N x D`` features.
         """
-        x = features.float()
-        node = self.roots().expand(len(x), -1)  # N x T
+        count, width = features.shape
+        flat = features.float().contiguous().view(-1)
+        trees = len(self.roots)
+        node = self.roots.repeat(count)  # pixel-major: N * T
+        row = torch.arange(count, device=flat.device).repeat_interleave(trees) * width
+        # One-dimensional index_select: several times faster on a CPU than gather or
+        # advanced indexing with the same indices.
         for _ in range(int(self.levels)):
-            value = x.gather(1, self.feature[node])
-            right = (value > self.threshold[node]).long()
-            node = self.child[node, right]
-        return node
+            value = flat.index_select(0, row + self.feature.index_select(0, node))
+            right = value > self.threshold.index_select(0, node)
+            node = self.left.index_select(0, node) + right
+        return node.view(count, trees)
 
     def log_proba(self, features: torch.Tensor) -> torch.Tensor:
         """``N x K`` log of the trees' mean class distribution (floored at ``1e-6``).
@@ -245,7 +240,8 @@ class DepthForest(nn.Module):
                 )
                 self._warned = True
             return features.new_full((len(features), self.out_features), -np.log(self.out_features))
-        proba = self.distribution[self.leaves(features)].mean(1)
+        # The trees' mean distribution in one call (3x faster than gathering N x T x K).
+        proba = F.embedding_bag(self.leaves(features), self.distribution, mode="mean")
         return (proba + 1e-6).log()
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -281,10 +277,20 @@ class DepthForest(nn.Module):
             if isinstance(saved, torch.Tensor):
                 current = getattr(self, name)
                 setattr(self, name, torch.empty_like(saved, device=current.device))
-        self._roots = None
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
+
+
+def _breadth_first(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Node numbers of a scikit-learn tree (children ``-1`` at leaves) in breadth-first
+    order, siblings side by side: there, a node's right child follows its left one."""
+    order, frontier = [], np.array([0])
+    while len(frontier):
+        order.append(frontier)
+        inner = frontier[left[frontier] >= 0]
+        frontier = np.stack([left[inner], right[inner]], 1).reshape(-1)
+    return np.concatenate(order)
 
 
 def _float32_floor(threshold: np.ndarray) -> np.ndarray:
