@@ -1,67 +1,40 @@
 """``BodyDepthDataModule``: rendered and "real" body depth frames in every training batch.
 
-Dense counterpart of :class:`~lightning_synth.datamodules.MixedDomainDataModule`: items are
-depth maps (metres, 0 = no reading) with a part-label map, not images with a class. It
-reuses that module's batch composition (:class:`MixedDomainSampler`) and its evaluation
-interleaving, and keeps the renderer's vectorised batch rendering (``__getitems__``).
-
-A :class:`DepthSource` hands out one dataset per stage at the DataModule's size; its
-items are batch-contract dicts with ``image`` ``1 x H x W``, ``label`` ``H x W``,
-``joints`` ``J x 3`` (NaN where unknown), ``intrinsics`` and ``valid``. Two sources:
-:class:`RenderedBodySource` (the body renderer, optionally through the sensor model) and
+Dense counterpart of :class:`~lightning_synth.datamodules.MixedDomainDataModule`, built
+on the same :class:`~lightning_synth.datamodules.base.DomainDataModule`: items are depth
+maps (metres, 0 = no reading) with a part-label map, not images with a class. Its
+sources are :class:`~lightning_synth.datamodules.sources.DepthSource`\ s, whose datasets
+are made at the DataModule's frame size: :class:`RenderedBodySource` (the body renderer,
+optionally through the sensor model, a batch rendered in one vectorised call) and
 :class:`~lightning_synth.datamodules.DepthFolder` (real frames on disk, in
 ``depth_folder.py``).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from typing import Any, Literal
 
-import torch
-from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from lightning.pytorch.utilities.model_helpers import is_overridden
+from torch.utils.data import Dataset
 
-from lightning_synth.batch import DOMAIN, IGNORE_LABEL, LABEL, REAL, RENDERED, Batch, Stage
+from lightning_synth.batch import Stage
+from lightning_synth.datamodules.base import DomainDataModule
 from lightning_synth.datamodules.deferred import (
     DEFERRED,
-    FRAME,
     DeferredFrames,
     DeferredSource,
     collate_deferred,
     complete_batch,
 )
-from lightning_synth.datamodules.mixed import (
-    InterleavedDataset,
-    MixedDomainSampler,
-    ResumesMidEpoch,
-)
+from lightning_synth.datamodules.sources import DepthSource
 from lightning_synth.rendering.body import BodyRenderer, RenderedBodies
 from lightning_synth.rendering.sensor import DepthSensorNoise
 
-__all__ = ["DepthSource", "RenderedBodySource", "BodyDepthDataModule", "DomainView"]
+__all__ = ["DepthSource", "RenderedBodySource", "BodyDepthDataModule"]
 
 # Frames of each stage start at their own offset of the renderer's index, so train, val
 # and test never share a frame.
 _STAGE_OFFSET: dict[str, int] = {"train": 0, "val": 1_000_000_000, "test": 2_000_000_000}
-
-
-class DepthSource(ABC):
-    """Where the depth frames of one domain come from, split into train/val/test."""
-
-    @abstractmethod
-    def dataset(self, stage: Stage, height: int, width: int) -> Dataset:
-        """The frames of ``stage`` at ``height x width``, as batch-contract dicts.
-
-        Args:
-            stage: ``"train"``, ``"val"`` or ``"test"``.
-            height: frame height in pixels.
-            width: frame width in pixels.
-        """
-
-    def prepare(self) -> None:  # noqa: B027 - optional hook, a no-op by default
-        """Check files once per node (called from ``prepare_data``)."""
 
 
 class RenderedBodySource(DepthSource):
@@ -114,85 +87,7 @@ class RenderedBodySource(DepthSource):
         )
 
 
-def _fetch(dataset: Dataset, indices: Sequence[int]) -> list[Batch]:
-    """Items ``indices`` of ``dataset``, in one ``__getitems__`` call when it has one."""
-    if hasattr(dataset, "__getitems__"):
-        return list(dataset.__getitems__(list(indices)))  # type: ignore[attr-defined]
-    return [dataset[i] for i in indices]
-
-
-def _fetch_grouped(
-    datasets: Sequence[Dataset], owners: Sequence[int], local: Sequence[int]
-) -> list[Batch]:
-    """Items ``local[k]`` of ``datasets[owners[k]]``, each dataset fetched in one call."""
-    out: list[Batch | None] = [None] * len(owners)
-    for which, dataset in enumerate(datasets):
-        slots = [k for k, owner in enumerate(owners) if owner == which]
-        if slots:
-            for slot, item in zip(slots, _fetch(dataset, [local[k] for k in slots]), strict=True):
-                out[slot] = item
-    return out  # type: ignore[return-value]
-
-
-class DomainView(Dataset):
-    """A source's frames flagged with their domain, labels optionally hidden.
-
-    Args:
-        source: dataset of batch-contract dicts.
-        domain: ``RENDERED`` or ``REAL``.
-        hide_labels: replace every part label by ``IGNORE_LABEL`` (unsupervised adaptation).
-    """
-
-    def __init__(self, source: Dataset, domain: int, hide_labels: bool = False) -> None:
-        self.source, self.domain, self.hide_labels = source, domain, hide_labels
-
-    def __len__(self) -> int:
-        return len(self.source)  # type: ignore[arg-type]
-
-    def __getitem__(self, index: int) -> Batch:
-        return self.__getitems__([index])[0]
-
-    def __getitems__(self, indices: Sequence[int]) -> list[Batch]:
-        items = _fetch(self.source, indices)
-        domain = torch.tensor(self.domain, dtype=torch.long)
-        for item in items:
-            item[DOMAIN] = domain
-            if self.hide_labels and FRAME not in item:  # deferred frames: hidden once made
-                item[LABEL] = torch.full_like(item[LABEL], IGNORE_LABEL)
-        return items
-
-
-class _Concatenated(Dataset):
-    """``ConcatDataset`` of two datasets that fetches a batch with one call per dataset."""
-
-    def __init__(self, first: Dataset, second: Dataset) -> None:
-        self.datasets = (first, second)
-        self.first = len(first)  # type: ignore[arg-type]
-        self.length = self.first + len(second)  # type: ignore[arg-type]
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> Batch:
-        return self.__getitems__([index])[0]
-
-    def __getitems__(self, indices: Sequence[int]) -> list[Batch]:
-        indices = [i + self.length if i < 0 else i for i in indices]
-        owners = [int(i >= self.first) for i in indices]
-        local = [i - self.first if owner else i for i, owner in zip(indices, owners, strict=True)]
-        return _fetch_grouped(self.datasets, owners, local)
-
-
-class _Interleaved(InterleavedDataset):
-    """``InterleavedDataset`` that fetches a batch with one call per dataset."""
-
-    def __getitems__(self, indices: Sequence[int]) -> list[Batch]:
-        owners = [self.owners[i] for i in indices]
-        local = [self.local[i] for i in indices]
-        return _fetch_grouped(self.datasets, owners, local)
-
-
-class BodyDepthDataModule(ResumesMidEpoch, LightningDataModule):
+class BodyDepthDataModule(DomainDataModule):
     """Rendered and real body depth frames in every training batch; each domain reported apart.
 
     Training batches hold ``round(batch_size * real_fraction)`` real frames and the rest
@@ -202,8 +97,9 @@ class BodyDepthDataModule(ResumesMidEpoch, LightningDataModule):
     ``predict`` runs over the real test set.
 
     The default real domain is *not* real: it is rendered frames (another seed) passed
-    through the Kinect-like sensor model. Point ``real`` at a :class:`~lightning_synth.datamodules.DepthFolder` for
-    frames recorded with a depth camera.
+    through the Kinect-like sensor model. Point ``real`` at a
+    :class:`~lightning_synth.datamodules.DepthFolder` for frames recorded with a depth
+    camera.
 
     Args:
         rendered: source of the rendered frames (domain 0); default clean renders, seed 0.
@@ -218,10 +114,11 @@ class BodyDepthDataModule(ResumesMidEpoch, LightningDataModule):
         seed: seed of the batch composition (the epoch is added).
         render_on: where rendered sources make their frames: ``workers`` (the DataLoader
             workers, on the CPU) or ``device`` (the training device, in the training
-            process, as each batch is moved there: on a GPU the batched renderer outruns
-            CPU workers; workers then only load frames from disk, so ``num_workers: 0``
-            does when none come from there). Same frames either way. ``device`` needs the
-            Trainer (or a call of ``transfer_batch_to_device``).
+            process, right after each batch is moved there, in Lightning's
+            ``on_after_batch_transfer`` hook: on a GPU the batched renderer outruns CPU
+            workers; workers then only load frames from disk, so ``num_workers: 0`` does
+            when none come from there). Same frames either way. Without a Trainer, call
+            ``on_after_batch_transfer`` on each batch after moving it.
     """
 
     def __init__(
@@ -237,94 +134,37 @@ class BodyDepthDataModule(ResumesMidEpoch, LightningDataModule):
         seed: int = 0,
         render_on: Literal["workers", "device"] = "workers",
     ) -> None:
-        super().__init__()
         if render_on not in ("workers", "device"):
             raise ValueError(f"render_on must be 'workers' or 'device', got {render_on!r}")
-        if not 0.0 <= real_fraction <= 1.0:
-            raise ValueError(f"real_fraction must lie in [0, 1], got {real_fraction}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
         if height < 8 or width < 8:
             raise ValueError(f"frames must be at least 8 x 8 pixels, got {height} x {width}")
-        self.rendered = rendered if rendered is not None else RenderedBodySource(seed=0)
-        self.real = (
-            real if real is not None else RenderedBodySource(seed=1, noise=DepthSensorNoise())
+        super().__init__(
+            rendered if rendered is not None else RenderedBodySource(seed=0),
+            real if real is not None else RenderedBodySource(seed=1, noise=DepthSensorNoise()),
+            batch_size=batch_size,
+            real_fraction=real_fraction,
+            hide_real_labels=hide_real_labels,
+            num_workers=num_workers,
+            seed=seed,
         )
         self.height, self.width = int(height), int(width)
-        self.batch_size = batch_size
-        self.real_fraction = real_fraction
-        self.hide_real_labels = hide_real_labels
-        self.num_workers = num_workers
-        self.seed = seed
         self.render_on = render_on
-        self._datasets: dict[tuple[Stage, int], DomainView] = {}
+        if render_on == "device":
+            self.collate_fn = collate_deferred
         self._deferred: list[DeferredSource] = []
 
-    def prepare_data(self) -> None:
-        self.rendered.prepare()
-        self.real.prepare()
+    def source_dataset(self, stage: Stage, domain: int) -> Dataset:
+        dataset = self.source(domain).dataset(stage, self.height, self.width)  # type: ignore[call-arg]
+        if self.render_on == "device" and isinstance(dataset, RenderedBodies):
+            self._deferred.append(DeferredSource(dataset, domain, self.hides_labels(stage, domain)))
+            dataset = DeferredFrames(len(dataset), slot=len(self._deferred) - 1)
+        return dataset
 
-    def domain_dataset(self, stage: Stage, domain: int) -> DomainView:
-        """The frames of one domain and stage (cached).
-
-        Args:
-            stage: ``"train"``, ``"val"`` or ``"test"``.
-            domain: ``RENDERED`` or ``REAL``.
-        """
-        key = (stage, domain)
-        if key not in self._datasets:
-            source = self.rendered if domain == RENDERED else self.real
-            hide = self.hide_real_labels and domain == REAL and stage == "train"
-            dataset = source.dataset(stage, self.height, self.width)
-            if self.render_on == "device" and isinstance(dataset, RenderedBodies):
-                self._deferred.append(DeferredSource(dataset, domain, hide))
-                dataset = DeferredFrames(len(dataset), slot=len(self._deferred) - 1)
-            self._datasets[key] = DomainView(dataset, domain, hide_labels=hide)
-        return self._datasets[key]
-
-    def _loader(
-        self, dataset: Dataset, loader: type[DataLoader] = DataLoader, **options: object
-    ) -> DataLoader:
-        return loader(
-            dataset,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            collate_fn=collate_deferred if self.render_on == "device" else None,
-            **options,  # type: ignore[arg-type]
-        )
-
-    def transfer_batch_to_device(
-        self, batch: Any, device: torch.device, dataloader_idx: int
-    ) -> Any:
-        if not (isinstance(batch, dict) and DEFERRED in batch):
-            return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
-        def move(part: Batch) -> Batch:
-            return super(BodyDepthDataModule, self).transfer_batch_to_device(
-                part, device, dataloader_idx
-            )
-
-        return complete_batch(batch, self._deferred, device, move)
-
-    def train_dataloader(self) -> DataLoader:
-        rendered = self.domain_dataset("train", RENDERED)
-        real = self.domain_dataset("train", REAL)
-        sampler = MixedDomainSampler(
-            len(rendered), len(real), self.batch_size, self.real_fraction, seed=self.seed
-        )
-        return self.resumable_loader(self._loader, _Concatenated(rendered, real), sampler)
-
-    def _evaluation_loader(self, stage: Stage) -> DataLoader:
-        both = _Interleaved(self.domain_dataset(stage, RENDERED), self.domain_dataset(stage, REAL))
-        return self._loader(both, shuffle=False)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._evaluation_loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._evaluation_loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.domain_dataset("test", REAL), shuffle=False)
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, dict) and DEFERRED in batch:
+            batch = complete_batch(batch, self._deferred)
+        # Lightning calls a DataModule's hook instead of the task's: call the task's too.
+        model = None if self.trainer is None else self.trainer.lightning_module
+        if model is not None and is_overridden("on_after_batch_transfer", model):
+            batch = model.on_after_batch_transfer(batch, dataloader_idx)
+        return batch

@@ -5,10 +5,11 @@ run's cores busy but cannot keep up with a GPU (an H200 trains the depth-feature
 classifier on 2,000-5,000 frames a second; a CPU core renders a few hundred at 240 x
 320). With ``render_on="device"`` the loader hands out only frame numbers
 (:class:`DeferredFrames`), :func:`collate_deferred` keeps them apart from frames loaded
-from disk, and :func:`complete_batch`, called from the DataModule's
-``transfer_batch_to_device``, renders them where the batch is going, in one batched call
-per source (:meth:`~lightning_synth.rendering.body.RenderedBodies.render_batch`), and
-puts every frame back in its place in the batch.
+from disk, Lightning moves that batch to the training device, and :func:`complete_batch`,
+called from the DataModule's ``on_after_batch_transfer`` hook, renders the frames there,
+in one batched call per source
+(:meth:`~lightning_synth.rendering.body.RenderedBodies.render_batch`), and puts every
+frame back in its place in the batch.
 
 Frames are a function of ``(seed, index)`` only, so a batch holds the same frames either
 way (bit for bit on the same device type).
@@ -16,7 +17,7 @@ way (bit for bit on the same device type).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -103,21 +104,15 @@ def collate_deferred(items: list[Batch]) -> Batch:
     return batch
 
 
-def complete_batch(
-    batch: Batch,
-    sources: Sequence[DeferredSource],
-    device: torch.device,
-    move: Callable[[Batch], Batch],
-) -> Batch:
-    """Render the deferred frames of ``batch`` on ``device`` and return the whole batch there.
+def complete_batch(batch: Batch, sources: Sequence[DeferredSource]) -> Batch:
+    """Render the deferred frames of ``batch`` where the batch is and return the whole batch.
 
     Args:
-        batch: a batch from :func:`collate_deferred`, still on the host.
+        batch: a batch from :func:`collate_deferred`, moved to the training device.
         sources: the deferred sources, by slot.
-        device: where to render and where the batch goes.
-        move: moves a host batch to ``device`` (the DataModule's default transfer).
     """
     deferred = batch[DEFERRED]
+    device = deferred["frame"].device
     positions, frames = deferred["position"], deferred["frame"].tolist()
     slots = deferred["source"].tolist()
     parts: list[tuple[torch.Tensor, Batch]] = []
@@ -131,9 +126,9 @@ def complete_batch(
         parts.append((positions[picked], rendered))
     loaded = batch.get(LOADED)
     if loaded is not None:
-        parts.append((loaded["position"], move(loaded["batch"])))
+        parts.append((loaded["position"], loaded["batch"]))
     order = torch.cat([where for where, _ in parts])
-    if len(parts) == 1 and torch.equal(order, torch.arange(len(order))):
+    if len(parts) == 1 and torch.equal(order, torch.arange(len(order), device=order.device)):
         return parts[0][1]
     keys = parts[0][1].keys()
     for _, part in parts[1:]:
@@ -144,7 +139,7 @@ def complete_batch(
                 f"keys of the batch contract"
             )
     # One gather per key puts every frame back in its place in the batch.
-    inverse = torch.argsort(order).to(device)
+    inverse = torch.argsort(order)
     return {
         key: torch.cat([part[key] for _, part in parts]).index_select(0, inverse) for key in keys
     }

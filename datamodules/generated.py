@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch.utils.data import Dataset
 
-from lightning_synth.batch import IGNORE_LABEL, Stage
+from lightning_synth.batch import IGNORE_LABEL, IMAGE, LABEL, Batch, Stage
 from lightning_synth.nn.gan import LoadedGenerator, load_generator
 
 from .sources import DomainSource
@@ -37,7 +37,7 @@ BLOCK = 1024
 class GeneratedImages(Dataset):
     """Generated images held in memory as 8-bit values (as image files would be).
 
-    Items are ``(image C x H x W float32 in [0, 1], label int)``.
+    Items are samples ``{image: C x H x W float32 in [0, 1], label}``.
 
     Args:
         images: ``N x C x H x W`` uint8.
@@ -51,13 +51,16 @@ class GeneratedImages(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.images[index].float() / 255.0, int(self.labels[index])
+    def __getitem__(self, index: int) -> Batch:
+        return self.__getitems__([index])[0]
 
-    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
+    def __getitems__(self, indices: list[int]) -> list[Batch]:
         index = torch.as_tensor(indices, dtype=torch.long)
         images = self.images[index].float() / 255.0
-        return list(zip(images.unbind(0), self.labels[index].tolist(), strict=True))
+        return [
+            {IMAGE: image, LABEL: label}
+            for image, label in zip(images.unbind(0), self.labels[index].unbind(0), strict=True)
+        ]
 
 
 class GeneratedSource(DomainSource):

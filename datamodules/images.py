@@ -1,7 +1,7 @@
 """Images to optimise: photographs to denoise, content and style images to combine.
 
 An image is named by a file path (PNG or JPEG, 8 or 16 bit, gray or colour; alpha is
-dropped), a folder (its PNG/JPEG files, sorted), a glob pattern, or ``skimage:NAME``
+composited onto white; read by :func:`lightning_synth.image_io.read_image`), a folder (its PNG/JPEG files, sorted), a glob pattern, or ``skimage:NAME``
 for one of scikit-image's bundled sample photographs (``skimage:camera``,
 ``skimage:astronaut``, ``skimage:coffee``, ...: they ship with the package, so
 examples run offline).
@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, IterableDataset
-from torchvision.io import ImageReadMode, decode_image
 
 from lightning_synth.batch import (
     DOMAIN,
@@ -38,6 +37,8 @@ from lightning_synth.batch import (
     STYLE,
     Batch,
 )
+from lightning_synth.image_io import read_image as read_image_file
+from lightning_synth.image_io import to_channels, to_float
 
 __all__ = [
     "SKIMAGE_PREFIX",
@@ -51,7 +52,6 @@ __all__ = [
 
 SKIMAGE_PREFIX = "skimage:"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-_LUMINANCE = (0.2125, 0.7154, 0.0721)  # ITU-R 709, as skimage.color.rgb2gray
 
 Size = int | tuple[int, int] | None
 
@@ -91,26 +91,12 @@ def read_image(source: str) -> torch.Tensor:
     Args:
         source: path of a PNG/JPEG file (8 or 16 bit) or ``skimage:NAME``.
     """
-    if source.startswith(SKIMAGE_PREFIX):
-        array = _skimage_sample(source[len(SKIMAGE_PREFIX) :])
-        image = torch.from_numpy(np.ascontiguousarray(array))
-        image = image[None] if image.ndim == 2 else image.permute(2, 0, 1)
-    else:
-        try:
-            image = decode_image(source, mode=ImageReadMode.UNCHANGED)
-        except RuntimeError as error:
-            raise ValueError(f"cannot read {source!r} as an image: {error}") from error
-    if image.dtype == torch.uint8:
-        scaled = image.float() / 255.0
-    elif image.dtype == torch.uint16:
-        scaled = image.to(torch.int32).float() / 65535.0
-    elif image.is_floating_point():
-        scaled = image.float().clamp(0, 1)
-    else:
-        raise ValueError(f"{source!r} has unsupported pixel type {image.dtype}")
-    if scaled.shape[0] in (2, 4):  # drop alpha
-        scaled = scaled[:-1]
-    return scaled.contiguous()
+    if not source.startswith(SKIMAGE_PREFIX):
+        return read_image_file(source)
+    array = _skimage_sample(source[len(SKIMAGE_PREFIX) :])
+    image = torch.from_numpy(np.ascontiguousarray(array))
+    image = image[None] if image.ndim == 2 else image.permute(2, 0, 1)
+    return to_float(image, repr(source))
 
 
 def _skimage_sample(name: str) -> np.ndarray:
@@ -157,12 +143,7 @@ def resize_image(image: torch.Tensor, size: Size) -> torch.Tensor:
 
 
 def _to_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
-    if image.shape[0] == channels:
-        return image
-    if channels == 1:
-        weights = torch.tensor(_LUMINANCE, dtype=image.dtype).view(3, 1, 1)
-        return (image * weights).sum(dim=0, keepdim=True)
-    return image.expand(3, -1, -1).contiguous()
+    return to_channels(image, channels).contiguous()
 
 
 def _name(source: str) -> str:
@@ -215,8 +196,8 @@ class ImageOptimizationDataModule(LightningDataModule):
         seed: seed of the noise (image ``i`` uses ``seed + i``).
         size: ``None`` keeps the size; an int resizes so the longer side has that many
             pixels; ``[height, width]`` resizes exactly. ``fit`` needs equal sizes.
-        gray: convert to one luminance channel; otherwise gray images become RGB when
-            colour images are present.
+        gray: convert to one luma channel (ITU-R BT.601, as Pillow and torchvision);
+            otherwise gray images become RGB when colour images are present.
         steps_per_epoch: optimizer iterations per training epoch.
         batch_size: images per batch in ``test`` and ``predict`` (they must share a size).
     """

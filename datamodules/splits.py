@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lightning_synth.datamodules.sources import Stage
+from lightning_synth.batch import IMAGE, LABEL, Batch, Stage
 
 __all__: list[str] = []  # helpers for the sources in this package, not a public API
 
@@ -71,7 +71,8 @@ def _split_by_fractions(
 
 
 class _TensorDigits(Dataset):
-    """Images held in memory (``N x C x H x W``, any dtype), divided by ``scale`` on access."""
+    """Images held in memory (``N x C x H x W``, any dtype), divided by ``scale`` on access;
+    items are samples ``{image, label}``."""
 
     def __init__(
         self, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor, scale: float
@@ -84,8 +85,16 @@ class _TensorDigits(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.images[index].to(torch.float32) / self.scale, int(self.labels[index])
+    def __getitem__(self, index: int) -> Batch:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[Batch]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        images = self.images[index].to(torch.float32) / self.scale
+        return [
+            {IMAGE: image, LABEL: label}
+            for image, label in zip(images.unbind(0), self.labels[index].unbind(0), strict=True)
+        ]
 
 
 def _subset(

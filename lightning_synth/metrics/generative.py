@@ -25,6 +25,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from lightning_synth.image_io import rgb_to_gray
 from lightning_synth.nn.backbones import DigitConvNet
 
 __all__ = [
@@ -44,8 +45,7 @@ def _convert(images: torch.Tensor, channels: int | None, image_size: int | None)
         if images.shape[1] == 1:
             images = images.expand(-1, channels, -1, -1)
         elif images.shape[1] == 3 and channels == 1:
-            weights = images.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-            images = (images * weights).sum(dim=1, keepdim=True)
+            images = rgb_to_gray(images)
         else:
             raise ValueError(f"cannot turn {images.shape[1]}-channel images into {channels}")
     if image_size is not None and images.shape[-2:] != (image_size, image_size):

@@ -22,11 +22,12 @@ import torch
 from PIL import Image, ImageFilter
 from torch.utils.data import Dataset
 
+from lightning_synth.image_io import LUMA_WEIGHTS
 from lightning_synth.rendering.fonts import available_digit_fonts, glyph_mask, resolve_fonts
 
 __all__ = ["RenderedDigits", "available_digit_fonts"]
 
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as PIL's "L"
+_LUMA = np.array(LUMA_WEIGHTS, dtype=np.float32)  # the project's one gray convention
 # Stroke change in pixels of a 64 px font: one thin, mostly regular, some bold.
 _WEIGHTS = np.array([-1, 0, 1, 2, 3])
 _WEIGHT_CDF = np.cumsum([0.15, 0.35, 0.25, 0.15, 0.10])

@@ -106,9 +106,12 @@ def _assert_same_batches(expected: list[dict], found: list[dict]) -> None:
             assert torch.equal(one[key].nan_to_num(-7.0), other[key].nan_to_num(-7.0)), key
 
 
-def _on_device(datamodule: BodyDepthDataModule, loader) -> list[dict]:
-    device = torch.device("cpu")
-    return [datamodule.transfer_batch_to_device(batch, device, 0) for batch in loader]
+def _on_device(datamodule: BodyDepthDataModule, loader, device: str = "cpu") -> list[dict]:
+    """The batches as training sees them: moved to ``device``, then completed there."""
+    moved = (
+        datamodule.transfer_batch_to_device(batch, torch.device(device), 0) for batch in loader
+    )
+    return [datamodule.on_after_batch_transfer(batch, 0) for batch in moved]
 
 
 def test_rendering_on_the_device_gives_the_batches_workers_give() -> None:
@@ -279,9 +282,7 @@ def test_depth_folder_serves_as_the_real_domain(tmp_path: Path) -> None:
 def test_rendering_on_a_gpu_gives_the_frames_of_the_cpu() -> None:
     workers = next(iter(_datamodule().train_dataloader()))
     device = _datamodule(render_on="device")
-    on_gpu = device.transfer_batch_to_device(
-        next(iter(device.train_dataloader())), torch.device("cuda"), 0
-    )
+    on_gpu = _on_device(device, [next(iter(device.train_dataloader()))], "cuda")[0]
     assert on_gpu[IMAGE].is_cuda and on_gpu[LABEL].is_cuda
     assert torch.equal(on_gpu[DOMAIN].cpu(), workers[DOMAIN])
     # Clean renders only: the sensor model's random numbers come from per-device

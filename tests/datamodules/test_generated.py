@@ -71,7 +71,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _images(source: GeneratedSource, stage: str = "train") -> torch.Tensor:
     dataset = source.dataset(stage)  # type: ignore[arg-type]
-    return torch.stack([dataset[i][0] for i in range(len(dataset))])
+    return torch.stack([dataset[i][IMAGE] for i in range(len(dataset))])
 
 
 def test_items_depend_on_their_index_only(checkpoints) -> None:
@@ -103,11 +103,11 @@ def test_images_are_the_generators_samples(checkpoints) -> None:
 def test_labels_balanced_random_or_unknown(checkpoints) -> None:
     conditional = str(checkpoints["conditional"])
     balanced = GeneratedSource(conditional, train_length=12).dataset("train")
-    assert [balanced[i][1] for i in range(12)] == [i % 4 for i in range(12)]
+    assert [int(balanced[i][LABEL]) for i in range(12)] == [i % 4 for i in range(12)]
     first = GeneratedSource(conditional, train_length=40, labels="random").dataset("train")
     again = GeneratedSource(conditional, train_length=40, labels="random").dataset("train")
-    drawn = [first[i][1] for i in range(40)]
-    assert drawn == [again[i][1] for i in range(40)] and set(drawn) == {0, 1, 2, 3}
+    drawn = [int(first[i][LABEL]) for i in range(40)]
+    assert drawn == [int(again[i][LABEL]) for i in range(40)] and set(drawn) == {0, 1, 2, 3}
     assert drawn != [i % 4 for i in range(40)]
     # the class changes the image: same noise, other label
     source = GeneratedSource(conditional, train_length=2)
@@ -116,7 +116,7 @@ def test_labels_balanced_random_or_unknown(checkpoints) -> None:
         source.generator.sample(z, torch.tensor([0])), source.generator.sample(z, torch.tensor([3]))
     )
     unconditional = GeneratedSource(str(checkpoints["unconditional"]), train_length=5)
-    assert {unconditional.dataset("train")[i][1] for i in range(5)} == {IGNORE_LABEL}
+    assert {int(unconditional.dataset("train")[i][LABEL]) for i in range(5)} == {IGNORE_LABEL}
     assert GeneratedSource(conditional).num_classes == 4
 
 
@@ -134,8 +134,9 @@ def test_trains_a_classifier_as_the_rendered_domain(checkpoints, tmp_path: Path)
     # batched fetching returns what single fetching does
     dataset = source.dataset("train")
     loader = DataLoader(dataset, batch_size=5)
-    images, labels = next(iter(loader))
-    assert torch.equal(images[3], dataset[3][0]) and int(labels[3]) == dataset[3][1]
+    batch = next(iter(loader))
+    assert torch.equal(batch[IMAGE][3], dataset[3][IMAGE])
+    assert int(batch[LABEL][3]) == int(dataset[3][LABEL])
 
 
 def test_pickles_without_images_or_network(checkpoints) -> None:

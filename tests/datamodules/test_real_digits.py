@@ -13,9 +13,16 @@ import pytest
 import torch
 from PIL import Image
 
+from lightning_synth.batch import IMAGE, LABEL, Batch
 from lightning_synth.datamodules import DigitFolder, SklearnDigits, TorchvisionDigits
 
 STAGES = ("train", "val", "test")
+
+
+def _pair(item: Batch) -> tuple[torch.Tensor, int]:
+    """A source's sample as ``(image, label)``."""
+    assert set(item) == {IMAGE, LABEL}, set(item)
+    return item[IMAGE], int(item[LABEL])
 
 
 def _indices(source, key="indices"):
@@ -46,14 +53,14 @@ def test_sklearn_digits_items_are_scaled_single_channel_8x8_with_their_labels():
     assert sum(sizes.values()) == 1797
     assert abs(sizes["val"] - 0.2 * 1797) <= 10 and abs(sizes["test"] - 0.3 * 1797) <= 10
     train = source.dataset("train")
-    images = torch.stack([train[i][0] for i in range(len(train))])
+    images = torch.stack([train[i][IMAGE] for i in range(len(train))])
     assert images.shape[1:] == (1, 8, 8) and images.dtype == torch.float32
     assert images.min() == 0.0 and images.max() == 1.0  # 16 -> 1, not 16/255
     for i in (0, 17, len(train) - 1):
-        image, label = train[i]
+        image, label = _pair(train[i])
         k = int(train.indices[i])
         assert torch.allclose(image[0], torch.from_numpy(digits.images[k] / 16.0).float())
-        assert isinstance(label, int) and label == digits.target[k]
+        assert train[i][LABEL].dtype == torch.long and label == digits.target[k]
 
 
 def test_sklearn_digits_split_is_deterministic_disjoint_covering_and_stratified():
@@ -120,7 +127,7 @@ def test_mnist_test_file_protocol_uses_only_t10k_gz_and_the_given_ranges(tmp_pat
     for stage in STAGES:
         dataset = source.dataset(stage)
         for i in range(len(dataset)):
-            image, label = dataset[i]
+            image, label = _pair(dataset[i])
             k = int(dataset.indices[i])
             assert image.shape == (1, 28, 28) and image.dtype == torch.float32
             assert 0.0 <= image.min() and image.max() <= 1.0
@@ -142,8 +149,8 @@ def test_mnist_reads_the_same_images_as_torchvision(tmp_path):
     source = TorchvisionDigits("MNIST", str(tmp_path), val_fraction=0.2)
     test = source.dataset("test")
     assert len(test) == 20
-    assert torch.equal(torch.stack([test[i][0] for i in range(20)])[:, 0], reference.data / 255)
-    assert [test[i][1] for i in range(20)] == reference.targets.tolist()
+    assert torch.equal(torch.stack([test[i][IMAGE] for i in range(20)])[:, 0], reference.data / 255)
+    assert [int(test[i][LABEL]) for i in range(20)] == reference.targets.tolist()
     parts = _indices(source)
     assert sorted(map(int, parts["train"] + parts["val"])) == list(range(30))
     assert len(parts["val"]) == 6  # round(0.2 * 30), though a class has only 3 images
@@ -207,8 +214,8 @@ def test_usps_reads_libsvm_bz2_with_labels_shifted_to_zero(tmp_path):
         file.write("\n".join(lines) + "\n")
     source = TorchvisionDigits("USPS", str(tmp_path), val_fraction=0.0, test_split="test")
     train = source.dataset("train")
-    assert sorted(train[i][1] for i in range(len(train))) == list(range(10))
-    image, _ = train[0]
+    assert sorted(int(train[i][LABEL]) for i in range(len(train))) == list(range(10))
+    image = train[0][IMAGE]
     assert image.shape == (1, 16, 16) and image[0, 0, 0] == 1.0 and image[0, 5, 5] == 0.0
     with pytest.raises(FileNotFoundError) as error:
         source.prepare()  # the test file usps.t.bz2 is missing
@@ -236,9 +243,9 @@ def test_svhn_maps_label_10_to_0_and_keeps_rgb_layout(tmp_path, monkeypatch):
         SVHN, "split_list", {**SVHN.split_list, "test": ["", "test_32x32.mat", md5]}
     )
     test = TorchvisionDigits("SVHN", str(tmp_path)).dataset("test")
-    labels = [test[i][1] for i in range(len(test))]
+    labels = [int(test[i][LABEL]) for i in range(len(test))]
     assert labels == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]
-    image, _ = test[2]
+    image = test[2][IMAGE]
     assert image.shape == (3, 32, 32)
     assert torch.allclose(image[:, 5, 5], torch.tensor([12.0, 22.0, 32.0]) / 255)
     assert image[2, 0, 1] == 1.0 and image[2, 1, 0] != 1.0
@@ -292,23 +299,23 @@ def test_digit_folder_converts_8_and_16_bit_grayscale_rgb_and_alpha(tmp_path):
     train = source.dataset("train")
     items = {Path(f).name: train[i] for i, f in enumerate(train.files)}
     assert set(items) == {"gray8.png", "gray16.png", "rgb.bmp", "gray.jpg", "rgba.PNG"}
-    assert {name: label for name, (_, label) in items.items()} == {
+    assert {name: int(item[LABEL]) for name, item in items.items()} == {
         "gray8.png": 0, "gray16.png": 1, "rgb.bmp": 2, "gray.jpg": 3, "rgba.PNG": 4,
     }  # fmt: skip
-    assert torch.allclose(items["gray8.png"][0], torch.full((1, 4, 6), 128 / 255))
-    assert items["gray16.png"][0].shape == (1, 4, 6) and items["gray16.png"][0].max() == 1.0
-    assert abs(float(items["gray16.png"][0][0, 0, 0]) - 32768 / 65535) < 1e-6  # not 128/255
-    assert torch.equal(items["rgb.bmp"][0][:, 0, 0], torch.tensor([1.0, 0.0, 0.0]))
-    assert abs(float(items["gray.jpg"][0].mean()) - 200 / 255) < 0.02
-    assert torch.equal(items["rgba.PNG"][0], torch.ones(3, 3, 3))
-    for image, _ in items.values():
+    assert torch.allclose(items["gray8.png"][IMAGE], torch.full((1, 4, 6), 128 / 255))
+    assert items["gray16.png"][IMAGE].shape == (1, 4, 6) and items["gray16.png"][IMAGE].max() == 1.0
+    assert abs(float(items["gray16.png"][IMAGE][0, 0, 0]) - 32768 / 65535) < 1e-6  # not 128/255
+    assert torch.equal(items["rgb.bmp"][IMAGE][:, 0, 0], torch.tensor([1.0, 0.0, 0.0]))
+    assert abs(float(items["gray.jpg"][IMAGE].mean()) - 200 / 255) < 0.02
+    assert torch.equal(items["rgba.PNG"][IMAGE], torch.ones(3, 3, 3))
+    for image in (item[IMAGE] for item in items.values()):
         assert image.dtype == torch.float32 and 0.0 <= image.min() and image.max() <= 1.0
     gray = DigitFolder(str(tmp_path), val_fraction=0.0, test_fraction=0.0, channels=1)
     color = DigitFolder(str(tmp_path), val_fraction=0.0, test_fraction=0.0, channels=3)
-    assert {gray.dataset("train")[i][0].shape[0] for i in range(5)} == {1}
-    assert {color.dataset("train")[i][0].shape[0] for i in range(5)} == {3}
+    assert {gray.dataset("train")[i][IMAGE].shape[0] for i in range(5)} == {1}
+    assert {color.dataset("train")[i][IMAGE].shape[0] for i in range(5)} == {3}
     red = gray.dataset("train")[gray.dataset("train").files.index(str(tmp_path / "2/rgb.bmp"))]
-    assert abs(float(red[0][0, 0, 0]) - 0.299) < 1e-6  # luma of pure red
+    assert abs(float(red[IMAGE][0, 0, 0]) - 0.299) < 1e-6  # luma of pure red
 
 
 def test_digit_folder_flat_split_is_stratified_deterministic_disjoint_and_covering(tmp_path):
@@ -324,7 +331,7 @@ def test_digit_folder_flat_split_is_stratified_deterministic_disjoint_and_coveri
     )
     assert _indices(DigitFolder(str(tmp_path), 0.2, 0.3, seed=1), "files")["test"] != parts["test"]
     val = source.dataset("val")
-    image, label = val[0]
+    image, label = _pair(val[0])
     assert label == int(Path(val.files[0]).parent.name)
     assert round(float(image[0, 0, 0]) * 255) == label * 20 + int(Path(val.files[0]).stem)
 
