@@ -12,16 +12,22 @@ generator steps at 1:1 is ``max_steps: 20000``. :attr:`GAN.generator_steps` and
 **Precision and DDP.** Both optimizers go through the trainer's precision plugin, so under
 ``16-mixed`` the one GradScaler scales both losses, skips a step whose gradients
 overflowed and updates its scale after every step. Under DDP every parameter of the other
-network is unused in each backward pass; the task switches on
-``find_unused_parameters`` of Lightning's DDP strategy itself (``ddp`` and ``ddp_spawn``),
-so ``--trainer.strategy ddp`` just works. Without it the discriminator's gradients are
-not averaged before its step. ``--trainer.sync_batchnorm true`` is optional: without it
-each process normalises over its own batch, as DCGAN on one device with that batch.
+network is unused in each backward pass, so DDP must look for unused parameters: pass
+``--trainer.strategy ddp_find_unused_parameters_true`` (or
+``ddp_spawn_find_unused_parameters_true``, or ``DDPStrategy(find_unused_parameters=True)``).
+With plain ``ddp`` the discriminator's first step would use gradients that were never
+averaged and the next backward pass would fail, so the task stops at the start of
+``fit`` and says what to pass. (One backward pass that feeds both networks would need
+no unused parameters, but it would step both networks at once, which is a different
+algorithm than alternating steps.) ``--trainer.sync_batchnorm true`` is optional:
+without it each process normalises over its own batch, as DCGAN on one device with
+that batch.
 
-**EMA.** With ``ema_decay`` set, ``generator_ema`` (a frozen copy, in the checkpoint)
-follows the generator's weights after every generator step; validation, the image
-grid, ``predict`` and checkpoint sampling (:func:`lightning_synth.nn.load_generator`)
-use it. Lightning's ``EMAWeightAveraging`` callback is not used: it averages the whole
+**EMA.** With ``ema_decay`` set, ``generator_ema`` (a frozen
+``torch.optim.swa_utils.AveragedModel`` of the generator, in the checkpoint; see
+:class:`~lightning_synth.nn.ExponentialMovingAverage`) follows the generator's weights
+after every generator step; validation, the image grid, ``predict`` and checkpoint
+sampling (:func:`lightning_synth.nn.load_generator`) use it. Lightning's ``EMAWeightAveraging`` callback is not used: it averages the whole
 LightningModule (the discriminator too), swaps the averages in for validation and writes
 them over the trained weights when fit ends.
 """
@@ -32,9 +38,8 @@ from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.strategies import DDPStrategy
-from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torchvision.utils import make_grid
 
 from lightning_synth.batch import DOMAIN, IGNORE_LABEL, IMAGE, LABEL, REAL, RENDERED, Batch, Stage
@@ -534,15 +539,17 @@ class GAN(SynthTask):
                     f"the DataModule makes images with {name}={given} but the GAN was built "
                     f"for {name}={expected}; set model.init_args.{name}: {given}"
                 )
-        strategy = self.trainer.strategy
-        if stage == "fit" and isinstance(strategy, DDPStrategy):
-            ddp_kwargs = strategy._ddp_kwargs  # read when the strategy wraps the model, later
-            if not ddp_kwargs.get("find_unused_parameters"):
-                ddp_kwargs["find_unused_parameters"] = True
-                rank_zero_info(
-                    "GAN: DDP's find_unused_parameters switched on (each backward pass "
-                    "leaves the other network's parameters unused)"
-                )
+
+    def on_fit_start(self) -> None:
+        # The strategy has wrapped the task by now; its public DDP module says how.
+        wrapped = self.trainer.strategy.model
+        if isinstance(wrapped, DistributedDataParallel) and not wrapped.find_unused_parameters:
+            raise RuntimeError(
+                "GAN under DDP needs find_unused_parameters (each backward pass leaves the "
+                "other network's parameters unused): pass --trainer.strategy "
+                "ddp_find_unused_parameters_true (ddp_spawn_find_unused_parameters_true "
+                "for ddp_spawn), or DDPStrategy(find_unused_parameters=True) from Python"
+            )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         h = self.hparams

@@ -131,6 +131,7 @@ class ImageOptimizationTask(SynthTask):
         self.image = ImagePixels()
         self.output_names: list[str] = []
         self.first_batch: Batch = {}
+        self._batch_number = 0  # the training batch being processed (see shared_step)
 
     @property
     def pixels(self) -> nn.Parameter:
@@ -172,15 +173,18 @@ class ImageOptimizationTask(SynthTask):
         self.first_batch = batch
 
     def _first_training_batch(self) -> Batch:
-        trainer = self.trainer
-        source = getattr(trainer.fit_loop, "_data_source", None)
-        if source is not None and source.is_defined():
-            loader = source.dataloader()
-        elif trainer.datamodule is not None:
-            loader = trainer.datamodule.train_dataloader()
-        else:
-            raise RuntimeError(f"{type(self).__name__} needs training data to start from")
-        batch = next(iter(loader))
+        # The pixels must exist before the optimizer and the DDP wrapper do, which is before
+        # Lightning builds the training loader: a DataModule is the public way to reach it.
+        datamodule = self.trainer.datamodule
+        if datamodule is None:
+            raise RuntimeError(
+                f"{type(self).__name__} reads the images it starts from when fit starts, "
+                f"before Lightning builds the training loader: pass the data as a "
+                f"LightningDataModule (ImageOptimizationDataModule, StyleTransferDataModule, "
+                f"or any DataModule whose train_dataloader() returns your loader), not as "
+                f"train_dataloaders"
+            )
+        batch = next(iter(datamodule.train_dataloader()))
         if not isinstance(batch, dict) or IMAGE not in batch:
             raise ValueError(
                 f"training batches must be dicts with {IMAGE!r} (lightning_synth.batch)"
@@ -218,6 +222,9 @@ class ImageOptimizationTask(SynthTask):
     # -- steps -----------------------------------------------------------------------------
     def shared_step(self, batch: Batch, stage: Stage) -> StepOutput:
         if stage == "train":
+            # Every training batch makes one optimizer step, so this batch's number (from 1,
+            # counted over the whole run as Lightning's logger counts) is the step count + 1.
+            self._batch_number = self.trainer.global_step + 1
             return self.training_iteration(batch)
         return self.evaluate(batch, stage)
 
@@ -229,7 +236,9 @@ class ImageOptimizationTask(SynthTask):
 
     def writes_logs_now(self) -> bool:
         """Whether the logger writes this training step's metrics: every
-        ``log_every_n_steps``, and at the last step of the run or the epoch.
+        ``log_every_n_steps``-th batch and when the trainer is stopping (Lightning's own
+        rule), and at the last step of the run or the epoch (so that the values left in
+        ``trainer.callback_metrics`` are the final ones).
 
         Lightning collects every ``self.log`` call but writes only then; collecting four
         terms at every step cost about 1 ms (measured on a CPU at a tiny image size),
@@ -239,10 +248,11 @@ class ImageOptimizationTask(SynthTask):
         trainer = self._trainer
         if trainer is None:
             return True
-        if trainer._logger_connector.should_update_logs:
+        every = trainer.log_every_n_steps
+        if trainer.should_stop or (every > 0 and self._batch_number % every == 0):
             return True
         last_step = 0 < trainer.max_steps <= trainer.global_step
-        return last_step or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        return last_step or trainer.is_last_batch
 
     @property
     def iterations_per_step(self) -> int:

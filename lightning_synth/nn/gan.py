@@ -18,9 +18,9 @@ network can be injected:
 
 from __future__ import annotations
 
-import copy
 import importlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,12 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 __all__ = [
     "DCGANGenerator",
     "DCGANDiscriminator",
     "ConditionalBatchNorm2d",
     "ExponentialMovingAverage",
+    "ema_warm_up_update",
     "dcgan_init_",
     "upsampling_plan",
     "LoadedGenerator",
@@ -257,14 +259,38 @@ class DCGANDiscriminator(nn.Module):
         return self.scores_and_class_logits(images, labels)[0]
 
 
-class ExponentialMovingAverage(nn.Module):
-    """A frozen copy of a network whose weights follow the network's by an exponential
-    moving average. Sample from it (in eval mode), train the original.
+def ema_warm_up_update(
+    averaged: list[torch.Tensor],
+    current: list[torch.Tensor],
+    num_averaged: torch.Tensor,
+    decay: float = 0.999,
+) -> None:
+    """``AveragedModel``'s ``multi_avg_fn``: an EMA step whose decay warms up.
 
-    ``update`` moves each weight ``w_ema <- d * w_ema + (1 - d) * w`` with
-    ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates (a warm-up, so early
-    averages do not drag in the random initial weights), and copies the buffers (batch-norm
-    statistics). The copy and ``n`` are saved in the state dict.
+    The decay is ``min(decay, (1 + n) / (10 + n))`` after ``n`` averages, so the first
+    hundred or so updates do not keep the near-random early weights (at a constant 0.999,
+    90 % of the average after 100 generator steps would still be the first step's weights).
+
+    Args:
+        averaged: the averaged tensors (updated in place).
+        current: the network's tensors, in the same order.
+        num_averaged: ``n``, the updates made so far.
+        decay: the largest decay.
+    """
+    n = int(num_averaged)
+    get_ema_multi_avg_fn(min(decay, (1.0 + n) / (10.0 + n)))(averaged, current, num_averaged)
+
+
+class ExponentialMovingAverage(AveragedModel):
+    """A frozen copy of a network whose weights follow the network's by an exponential
+    moving average (``torch.optim.swa_utils.AveragedModel``). Sample from it (in eval
+    mode), train the original.
+
+    The first :meth:`update` copies the weights; later ones move each weight
+    ``w_ema <- d * w_ema + (1 - d) * w`` with ``d = min(decay, (1 + n) / (10 + n))``
+    after ``n`` updates (:func:`ema_warm_up_update`). Buffers (batch-norm statistics) are
+    copied, not averaged: they follow the trained network, as in StyleGAN's ``G_ema``.
+    The copy (``module.*``) and ``n`` (``n_averaged``) are saved in the state dict.
 
     Args:
         network: the network to average (copied now).
@@ -272,34 +298,42 @@ class ExponentialMovingAverage(nn.Module):
     """
 
     def __init__(self, network: nn.Module, decay: float = 0.999) -> None:
-        super().__init__()
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"the EMA decay must lie in [0, 1), got {decay}")
+        # A partial of a module-level function (not a closure), so that ddp_spawn can
+        # pickle the task.
+        super().__init__(
+            network, multi_avg_fn=partial(ema_warm_up_update, decay=decay), use_buffers=False
+        )
         self.decay = decay
-        self.module = copy.deepcopy(network).requires_grad_(False)
-        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        # Frozen: no optimizer holds it, and DDP must not wait for gradients of it.
+        self.module.requires_grad_(False)
+
+    @property
+    def num_updates(self) -> int:
+        """Updates made so far."""
+        return int(self.n_averaged)
 
     def current_decay(self) -> float:
-        """The decay the next :meth:`update` uses."""
-        n = int(self.num_updates)
-        return min(self.decay, (1.0 + n) / (10.0 + n))
+        """The decay the next :meth:`update` uses (0 for the first, which copies)."""
+        n = self.num_updates
+        return 0.0 if n == 0 else min(self.decay, (1.0 + n) / (10.0 + n))
 
-    @torch.no_grad()
     def update(self, network: nn.Module) -> None:
         """Move the average towards the current weights of ``network``.
 
         Args:
             network: the trained network (same architecture as the copy).
         """
-        weight = 1.0 - self.current_decay()
-        for averaged, current in zip(self.module.parameters(), network.parameters(), strict=True):
-            averaged.lerp_(current.detach().to(averaged.dtype), weight)
-        for averaged, current in zip(self.module.buffers(), network.buffers(), strict=True):
-            averaged.copy_(current)
-        self.num_updates += 1
+        self.update_parameters(network)
 
-    def forward(self, *args: torch.Tensor) -> torch.Tensor:
-        return self.module(*args)
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # Checkpoints written before the average was an AveragedModel named the count
+        # ``num_updates``; the weights were already under ``module.``.
+        old = state_dict.pop(prefix + "num_updates", None)
+        if old is not None and prefix + "n_averaged" not in state_dict:
+            state_dict[prefix + "n_averaged"] = old
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
 
 @dataclass

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from lightning_synth.nn import DCGANDiscriminator, DCGANGenerator, ExponentialMovingAverage
 from lightning_synth.nn.gan import ConditionalBatchNorm2d, upsampling_plan
@@ -225,26 +226,38 @@ def test_penalties_run_in_float32_under_autocast() -> None:
 # -- exponential moving average -------------------------------------------------------------------
 
 
-def test_ema_update_math_with_warm_up() -> None:
+def test_ema_is_an_averaged_model_with_warm_up() -> None:
     network = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
     ema = ExponentialMovingAverage(network, decay=0.9)
-    start = [p.detach().clone() for p in ema.module.parameters()]
+    assert isinstance(ema, AveragedModel)
     assert all(not p.requires_grad for p in ema.module.parameters())
+    assert all(p.requires_grad for p in network.parameters())  # the original still trains
     with torch.no_grad():
         for p in network.parameters():
             p.add_(1.0)
         network[1].running_mean.fill_(7.0)
-    # first update: decay min(0.9, 1/10) = 0.1
-    assert ema.current_decay() == pytest.approx(0.1)
+    # first update: a copy
+    assert ema.current_decay() == 0.0
+    ema.update(network)
+    for averaged, new in zip(ema.module.parameters(), network.parameters(), strict=True):
+        assert torch.equal(averaged, new)
+    assert torch.equal(ema.module[1].running_mean, network[1].running_mean)  # buffers copied
+    assert ema.num_updates == 1
+    # second update: decay min(0.9, 2/11), the warm-up
+    assert ema.current_decay() == pytest.approx(2 / 11)
+    before = [p.clone() for p in ema.module.parameters()]
+    with torch.no_grad():
+        for p in network.parameters():
+            p.add_(1.0)
+        network[1].running_var.fill_(3.0)
     ema.update(network)
     for averaged, old, new in zip(
-        ema.module.parameters(), start, network.parameters(), strict=True
+        ema.module.parameters(), before, network.parameters(), strict=True
     ):
-        assert torch.allclose(averaged, 0.1 * old + 0.9 * new)
-    assert torch.equal(ema.module[1].running_mean, network[1].running_mean)  # buffers copied
-    assert int(ema.num_updates) == 1
+        assert torch.allclose(averaged, 2 / 11 * old + 9 / 11 * new)
+    assert torch.equal(ema.module[1].running_var, network[1].running_var)  # copied, not averaged
     # after many updates the decay is the configured one
-    ema.num_updates.fill_(1000)
+    ema.n_averaged.fill_(1000)
     assert ema.current_decay() == pytest.approx(0.9)
     before = [p.clone() for p in ema.module.parameters()]
     with torch.no_grad():
@@ -255,6 +268,29 @@ def test_ema_update_math_with_warm_up() -> None:
         ema.module.parameters(), before, network.parameters(), strict=True
     ):
         assert torch.allclose(averaged, 0.9 * old + 0.1 * new)
-    assert "num_updates" in ema.state_dict()
+    assert ema.num_updates == 1001
     with pytest.raises(ValueError, match="decay"):
         ExponentialMovingAverage(network, decay=1.0)
+
+
+def test_ema_state_dict_reloads_old_and_new_checkpoints() -> None:
+    network = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    ema = ExponentialMovingAverage(network, decay=0.9)
+    for _ in range(3):
+        with torch.no_grad():
+            for p in network.parameters():
+                p.add_(1.0)
+        ema.update(network)
+    state = ema.state_dict()
+    assert int(state["n_averaged"]) == 3 and "module.0.weight" in state
+    fresh = ExponentialMovingAverage(nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)))
+    fresh.load_state_dict(state)
+    assert fresh.num_updates == 3
+    assert torch.equal(fresh.module[0].weight, ema.module[0].weight)
+    # the earlier, hand-written average saved its count as num_updates
+    old = {("num_updates" if k == "n_averaged" else k): v for k, v in state.items()}
+    older = ExponentialMovingAverage(nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)))
+    older.load_state_dict(old)  # strict
+    assert older.num_updates == 3
+    assert torch.equal(older.module[0].bias, ema.module[0].bias)
+    assert older.current_decay() == pytest.approx(4 / 13)

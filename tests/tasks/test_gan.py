@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -284,14 +285,15 @@ class _WeightsPerRank(Callback):
 
 
 def test_ddp_spawn_two_processes_keeps_both_networks_in_sync(tmp_path: Path) -> None:
-    # Plain "ddp_spawn": the task switches find_unused_parameters on by itself; without
-    # it the first D step would use unsynchronised gradients and the second would fail.
+    # Lightning's registered strategy with find_unused_parameters on (what the configs
+    # tell users to pass); without it the first D step would use unsynchronised gradients
+    # and the second would fail.
     model = tiny_gan()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     run = trainer(
         tmp_path,
         devices=2,
-        strategy="ddp_spawn",
+        strategy="ddp_spawn_find_unused_parameters_true",
         max_steps=4,
         callbacks=[_WeightsPerRank(tmp_path)],
     )
@@ -305,6 +307,23 @@ def test_ddp_spawn_two_processes_keeps_both_networks_in_sync(tmp_path: Path) -> 
     assert not torch.equal(
         ranks[0]["discriminator.head.weight"], before["discriminator.head.weight"]
     )
+
+
+def test_plain_ddp_stops_at_the_start_and_says_what_to_pass(tmp_path: Path) -> None:
+    # One in-process DDP rank is enough to see the check (the two-process run above takes
+    # seconds to spawn); the process group and the variables DDP sets are cleared after.
+    environ = dict(os.environ)
+    model = tiny_gan()
+    before = _params(model.discriminator)
+    try:
+        with pytest.raises(RuntimeError, match="GAN under DDP needs find_unused_parameters"):
+            trainer(tmp_path, strategy="ddp", max_steps=2).fit(model, squares_data())
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(environ)
+    assert not _changed(before, model.discriminator)  # stopped before any step
 
 
 def test_fixed_noise_grid_reaches_tensorboard(tmp_path: Path) -> None:

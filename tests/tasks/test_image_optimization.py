@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import CONFIGS
 from lightning.pytorch import Callback, Trainer
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.plugins import MixedPrecision
 from PIL import Image
 from torch import nn
@@ -327,3 +327,71 @@ def test_tv_denoise_runs_under_a_real_grad_scaler_on_cpu(optimizer: str, tmp_pat
     noisy = data.fit_batch()[IMAGE]
     initial = float(model.objective(noisy, noisy).mean())
     assert float(trainer.callback_metrics["train/objective"]) < 0.8 * initial
+
+
+class _WrittenMetrics(Logger):
+    """Records what Lightning hands the logger, and when."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[tuple[int, set[str]]] = []
+
+    @property
+    def name(self) -> str:
+        return "written"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self.written.append((step, set(metrics)))
+
+
+def test_the_parts_are_logged_whenever_the_logger_writes(tmp_path: Path) -> None:
+    # 4 batches per epoch, logs every 3rd batch, 10 steps in all.
+    data = ImageOptimizationDataModule(
+        images=["skimage:camera"], noise_sigma=0.1, size=16, steps_per_epoch=4
+    )
+    model = TVDenoise(weight=0.1, optimizer="adam", log_images_every_n_steps=0)
+    logger = _WrittenMetrics()
+
+    class Asked(Callback):
+        def __init__(self) -> None:
+            self.steps: list[int] = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if pl_module.writes_logs_now():
+                self.steps.append(trainer.global_step)
+
+    asked = Asked()
+    trainer = Trainer(
+        accelerator="cpu",
+        logger=logger,
+        log_every_n_steps=3,
+        max_steps=10,
+        callbacks=[asked],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, data)
+    # Lightning's rule (every 3rd batch), the epochs' last batches (4, 8) and the last step
+    assert asked.steps == [3, 4, 6, 8, 9, 10]
+    written = [(step, names) for step, names in logger.written if "train/objective" in names]
+    assert [step + 1 for step, _ in written] == [3, 6, 9]  # Lightning's steps count from 0
+    assert all("train/psnr" in names for _, names in written)
+    final = model._quality(
+        model.current_images(), data.fit_batch()[IMAGE], data.fit_batch()[REFERENCE]
+    )
+    assert float(trainer.callback_metrics["train/psnr"]) == pytest.approx(final["psnr"], abs=1e-3)
+
+
+def test_the_images_come_from_a_datamodule(tmp_path: Path) -> None:
+    data = ImageOptimizationDataModule(images=["skimage:camera"], size=16)
+    with pytest.raises(RuntimeError, match="pass the data as a LightningDataModule"):
+        _trainer(tmp_path, max_steps=1).fit(TVDenoise(), train_dataloaders=data.train_dataloader())
