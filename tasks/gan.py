@@ -27,9 +27,10 @@ that batch.
 ``torch.optim.swa_utils.AveragedModel`` of the generator, in the checkpoint; see
 :class:`~lightning_synth.nn.ExponentialMovingAverage`) follows the generator's weights
 after every generator step; validation, the image grid, ``predict`` and checkpoint
-sampling (:func:`lightning_synth.nn.load_generator`) use it. Lightning's ``EMAWeightAveraging`` callback is not used: it averages the whole
-LightningModule (the discriminator too), swaps the averages in for validation and writes
-them over the trained weights when fit ends.
+sampling (:func:`lightning_synth.nn.load_generator`) use it. Lightning's
+``EMAWeightAveraging`` callback is not used: it averages the whole LightningModule (the
+discriminator too), swaps the averages in for validation and writes them over the trained
+weights when fit ends.
 """
 
 from __future__ import annotations
