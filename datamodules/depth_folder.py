@@ -37,6 +37,7 @@ from lightning_synth.batch import (
     make_sample,
 )
 from lightning_synth.datamodules.body import DepthSource
+from lightning_synth.errors import InputError
 from lightning_synth.rendering.body import JOINT_NAMES, PART_NAMES
 
 __all__ = ["DepthFolder", "read_depth", "read_part_labels"]
@@ -131,6 +132,33 @@ def _files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
                 raise ValueError(f"two frames in {folder} are named {path.stem!r}; keep one")
             found[path.stem] = path
     return found
+
+
+def _frame_size(path: Path) -> tuple[int, int]:
+    """``(height, width)`` of a frame from its header, without decoding the pixels."""
+    if path.suffix.lower() == ".npy":
+        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+        if len(shape) == 3 and 1 in (shape[0], shape[-1]):
+            shape = shape[1:] if shape[0] == 1 else shape[:-1]
+        return (int(shape[0]), int(shape[1])) if len(shape) == 2 else (-1, -1)
+    with Image.open(path) as image:
+        width, height = image.size
+    return height, width
+
+
+def _check_sizes(depth: list[Path], labels: list[Path] | None, native: tuple[int, int]) -> None:
+    """Every depth frame (and label PNG) has the first frame's size, checked before training
+    from the files' headers: a frame of another size would otherwise stop the run when a
+    batch first reaches it."""
+    odd = [(path, size) for path in depth if (size := _frame_size(path)) != native]
+    odd += [(path, size) for path in labels or [] if (size := _frame_size(path)) != native]
+    if odd:
+        shown = ", ".join(f"{path.name} ({h} x {w})" for path, (h, w) in odd[:3])
+        raise InputError(
+            f"{len(odd)} frame(s) in {depth[0].parent.parent} differ in size from the first "
+            f"frame {depth[0].name} ({native[0]} x {native[1]}): {shown}; all frames and "
+            f"labels of a folder must share one size (crop or resize them first)"
+        )
 
 
 class _DepthFrames(Dataset):
@@ -258,6 +286,7 @@ class DepthFolder(DepthSource):
                 )
             labels = [found[name] for name in depth]
         native: tuple[int, int] = read_depth(next(iter(depth.values()))).shape  # type: ignore[assignment]
+        _check_sizes(list(depth.values()), labels, native)
         self._scanned = (list(depth.values()), labels, native)
         return self._scanned
 

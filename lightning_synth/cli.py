@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -22,16 +22,21 @@ import lightning_synth.datamodules  # noqa: F401  (registers short class names)
 import lightning_synth.tasks  # noqa: F401  (registers short class names)
 from lightning_synth import __version__
 from lightning_synth.callbacks import FailureMarker, PredictionWriter
+from lightning_synth.checkpoints import SPECIAL_CKPT_PATHS, read_checkpoint
+from lightning_synth.errors import USER_ERRORS, InputError, find_user_error
 from lightning_synth.memory import keep_freed_memory_from_env
+from lightning_synth.parse_errors import summarize
 
 __all__ = ["LightningSynthCLI", "main", "describe_metrics", "USER_ERRORS"]
 
 #: Default logger; ``name`` is replaced by the stem of the first ``--config`` file.
 _AUTO_NAME = "auto"
+#: Default logger folder, replaced by ``--trainer.default_root_dir`` when that is given.
+_DEFAULT_SAVE_DIR = "runs"
 _TRAINER_DEFAULTS: dict[str, Any] = {
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-        "init_args": {"save_dir": "runs", "name": _AUTO_NAME},
+        "init_args": {"save_dir": _DEFAULT_SAVE_DIR, "name": _AUTO_NAME},
     },
 }
 _METRIC_NAME = re.compile(r"^(train|val|test)/(?:(rendered|real)_)?(\w+)$")
@@ -59,6 +64,20 @@ def describe_metrics(metrics: dict[str, Any], stage: str) -> list[str]:
     return lines
 
 
+class _ArgumentParser(LightningArgumentParser):
+    """Parser whose errors start with the key and the problem, not with the usage text."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error or os.environ.get("LIGHTNING_SYNTH_DEBUG"):
+            super().error(message, ex)
+        details = "\n".join(f"  {line[:200]}" for line in message.strip().splitlines())
+        sys.stderr.write(
+            f"lightning-synth: error: {summarize(message)}\n{details}\n"
+            f"(lightning-synth SUBCOMMAND --help lists every option, with its doc)\n"
+        )
+        self.exit(2)
+
+
 class LightningSynthCLI(LightningCLI):
     """``LightningCLI`` with TensorBoard, checkpoints by the task's ``monitor``, and a summary.
 
@@ -75,9 +94,42 @@ class LightningSynthCLI(LightningCLI):
             trainer_defaults=_TRAINER_DEFAULTS,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"version": __version__},
+            parser_class=_ArgumentParser,
             args=args,
             run=run,
         )
+
+    def _parse_ckpt_path(self) -> None:
+        """Check ``--ckpt_path`` and read its task's hyper-parameters into the config.
+
+        Lightning (2.6) reads the hyper-parameters of ``--ckpt_path`` into the config so
+        that the task is rebuilt as it was trained; this does the same after checking the
+        file (a corrupt or foreign file is named in one line) and that it holds the
+        config's task. A checkpoint without the task's class path (a task built in
+        Python) is read as one of the config's task.
+        """
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        ckpt_path = self.config[subcommand].get("ckpt_path")
+        if not ckpt_path or str(ckpt_path) in SPECIAL_CKPT_PATHS:
+            return
+        checkpoint = read_checkpoint(ckpt_path)
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        configured = getattr(self.config[subcommand].get("model"), "class_path", None)
+        written = hparams.pop("_class_path", None)
+        if written and configured and written != configured:
+            raise InputError(
+                f"{ckpt_path} is a checkpoint of {written.rsplit('.', 1)[-1]}, but the config "
+                f"builds {configured.rsplit('.', 1)[-1]}; pass the config the checkpoint "
+                f"was trained with"
+            )
+        if not hparams:
+            return
+        class_path = written or configured
+        model = {"class_path": class_path, "dict_kwargs": hparams} if class_path else hparams
+        self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -91,35 +143,50 @@ class LightningSynthCLI(LightningCLI):
         config = (
             self.config.get(str(self.subcommand), self.config) if self.subcommand else self.config
         )
-        logger = config.get("trainer", {}).get("logger")
+        trainer = config.get("trainer", {})
+        logger = trainer.get("logger")
         init_args = getattr(logger, "init_args", None)
-        if init_args is not None and init_args.get("name") == _AUTO_NAME:
+        if init_args is None:
+            return
+        if init_args.get("name") == _AUTO_NAME:
             files = config.get("config") or []
             init_args["name"] = Path(str(files[0])).stem if files else "lightning_synth"
+        # The logger's save_dir decides where runs (and their checkpoints) go; Lightning
+        # reads default_root_dir only when there is no logger, so pass it on.
+        root = trainer.get("default_root_dir")
+        if root is not None and init_args.get("save_dir") == _DEFAULT_SAVE_DIR:
+            init_args["save_dir"] = str(root)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         if trainer.checkpoint_callback is not None and not _user_configured_checkpoint(self):
-            # Replace Lightning's default (last epoch only) by one that also keeps
-            # the best checkpoint by the task's own monitored metric.
+            # Replace Lightning's default (last epoch only) by the best checkpoint by the
+            # task's own monitored metric plus a last.ckpt that is always the final state.
             trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, ModelCheckpoint)]
-            trainer.callbacks.append(self._checkpoint_callback())
+            trainer.callbacks.extend(self._checkpoint_callbacks())
         if self.subcommand == "predict":
             trainer.callbacks.append(PredictionWriter())
         trainer.callbacks.append(FailureMarker())
         return trainer
 
-    def _checkpoint_callback(self) -> ModelCheckpoint:
+    def _checkpoint_callbacks(self) -> list[ModelCheckpoint]:
+        # Since Lightning 2.6, ModelCheckpoint(save_last=True) with a monitor writes
+        # last.ckpt only when it also writes a top-k checkpoint, so after the monitored
+        # metric stops improving last.ckpt is an old state. A second callback without a
+        # monitor and with the fixed name "last" overwrites last.ckpt at every epoch end
+        # (and Lightning's ckpt_path="last" finds it by its name). The best one comes
+        # first: trainer.checkpoint_callback, and so ckpt_path="best", is that one.
+        last = ModelCheckpoint(filename="last", enable_version_counter=False)
         monitor = getattr(self.model, "monitor", None)
-        mode = getattr(self.model, "mode", "min")
-        filename = "best-{epoch}-{step}" if monitor else "{epoch}-{step}"
-        return ModelCheckpoint(
+        if not monitor:
+            return [last]
+        best = ModelCheckpoint(
             monitor=monitor,
-            mode=mode,
-            save_last=True,
-            filename=filename,
+            mode=getattr(self.model, "mode", "min"),
+            filename="best-{epoch}-{step}",
             auto_insert_metric_name=False,
         )
+        return [best, last]
 
     def before_fit(self) -> None:
         _announce(f"Run directory: {self.trainer.log_dir}")
@@ -173,19 +240,15 @@ def _announce(message: str) -> None:
     print(f"[lightning-synth] {message}", flush=True)
 
 
-#: Errors that mean "the user's input is wrong" (a missing folder, a corrupt file, a bad
-#: value): printed as one clear line instead of a traceback from deep inside.
-USER_ERRORS = (FileNotFoundError, NotADirectoryError, ValueError)
-
-
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``lightning-synth`` and ``python -m lightning_synth``.
 
     ``lightning-synth discrepancy --config X [--ckpt_path C]`` prints the proxy A-distance
     between the two domains of a config (see :mod:`lightning_synth.discrepancy_cli`).
 
-    Input errors (missing files, corrupt images, bad values) exit with status 2 and a
-    one-line message; set ``LIGHTNING_SYNTH_DEBUG=1`` to see the traceback instead.
+    Input errors (a bad config value, a missing or corrupt file) exit with status 2 and a
+    first line that names the problem; set ``LIGHTNING_SYNTH_DEBUG=1`` to see the
+    traceback instead. Other errors keep their traceback: they are bugs to report.
     On glibc, freed CPU memory is kept for reuse (:mod:`lightning_synth.memory`; off
     with ``LIGHTNING_SYNTH_KEEP_FREED_MEMORY=0``).
 
@@ -202,10 +265,11 @@ def main(args: list[str] | None = None) -> None:
         return
     try:
         LightningSynthCLI(args=args)
-    except USER_ERRORS as error:
-        if os.environ.get("LIGHTNING_SYNTH_DEBUG"):
+    except Exception as error:
+        user_error = find_user_error(error)
+        if user_error is None or os.environ.get("LIGHTNING_SYNTH_DEBUG"):
             raise
-        print(f"lightning-synth: error: {error}", file=sys.stderr)
+        print(f"lightning-synth: error: {user_error}", file=sys.stderr)
         print("(set LIGHTNING_SYNTH_DEBUG=1 to see the traceback)", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
