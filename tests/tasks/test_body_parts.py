@@ -17,6 +17,13 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 from torch.utils.data import default_collate
 
+from lightning_synth.adaptation import (
+    CORAL,
+    MMD,
+    AdaptationInputs,
+    DomainAdversarial,
+    MinimumClassConfusion,
+)
 from lightning_synth.batch import DOMAIN, IGNORE_LABEL, IMAGE, JOINTS, LABEL, REAL, RENDERED
 from lightning_synth.nn import DepthComparisonFeatures, DepthFCN, PixelClassifier
 from lightning_synth.rendering.body import PART_PALETTE, BodyRenderer, RenderedBodies
@@ -29,6 +36,10 @@ H, W = 30, 40
 def _batch(count: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
     frames = RenderedBodies(count, BodyRenderer(H, W, seed=seed)).__getitems__(range(count))
     return default_collate(frames)
+
+
+def _adaptation() -> list:
+    return [DomainAdversarial(weight=0.3), MinimumClassConfusion()]
 
 
 def _small(**options) -> BodyPartClassifier:
@@ -221,7 +232,7 @@ def test_bf16_mixed_trains_and_a_checkpoint_resumes(tmp_path: Path) -> None:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     checkpoints = ModelCheckpoint(tmp_path / "checkpoints", save_last=True)
-    task = _small(joint_frames=4)
+    task = _small(joint_frames=4, adaptation=_adaptation())
     trainer = _trainer(tmp_path, precision="bf16-mixed", max_steps=2, callbacks=[checkpoints])
     trainer.fit(task, datamodule=tiny_body_datamodule(H, W))
     assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
@@ -235,7 +246,7 @@ def test_bf16_mixed_trains_and_a_checkpoint_resumes(tmp_path: Path) -> None:
             started["step"] = trainer.global_step
             started["state"] = {k: v.clone() for k, v in pl_module.state_dict().items()}
 
-    resumed = _small(joint_frames=4)
+    resumed = _small(joint_frames=4, adaptation=_adaptation())
     trainer = _trainer(
         tmp_path, precision="bf16-mixed", max_steps=4, max_epochs=-1, callbacks=[AtStart()]
     )
@@ -245,6 +256,7 @@ def test_bf16_mixed_trains_and_a_checkpoint_resumes(tmp_path: Path) -> None:
     assert all(torch.equal(saved[k], started["state"][k]) for k in saved)
     assert not torch.equal(saved["classifier.layers.0.weight"], resumed.classifier.layers[0].weight)
     assert math.isfinite(float(trainer.callback_metrics["val/real_class_acc"]))
+    assert math.isfinite(float(trainer.callback_metrics["train/domain_loss"]))
 
 
 @pytest.mark.parametrize(
@@ -304,8 +316,9 @@ def test_a_run_resumed_mid_epoch_sees_the_batches_an_unbroken_run_sees(
         assert resumed[0][:4] == unbroken[0][12:16]
 
 
-def test_ddp_two_processes_rendering_on_their_device(tmp_path: Path) -> None:
-    task = _small(joint_frames=4)
+@pytest.mark.parametrize("adapted", [False, True])
+def test_ddp_two_processes_rendering_on_their_device(tmp_path: Path, adapted: bool) -> None:
+    task = _small(joint_frames=4, adaptation=_adaptation() if adapted else None)
     trainer = _trainer(
         tmp_path,
         devices=2,
@@ -317,6 +330,8 @@ def test_ddp_two_processes_rendering_on_their_device(tmp_path: Path) -> None:
     assert trainer.world_size == 2
     for name in ("val/rendered_class_acc", "val/real_class_acc", "val/joint_map"):
         assert 0.0 <= float(trainer.callback_metrics[name]) <= 1.0
+    if adapted:
+        assert 0.0 <= float(trainer.callback_metrics["val/domain_acc"]) <= 1.0
 
 
 def test_predict_gives_parts_and_joints_of_the_real_test_frames() -> None:
@@ -328,3 +343,44 @@ def test_predict_gives_parts_and_joints_of_the_real_test_frames() -> None:
     assert (frames[DOMAIN] == REAL).all()
     assert torch.equal(out["parts"], task(frames[IMAGE]).argmax(dim=1))
     assert out[JOINTS].shape == (4, 21, 3) and torch.isfinite(out["joint_confidence"]).all()
+
+
+# -- adaptation on the person's pixels ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("backbone", ["depth_features", "fcn"])
+def test_adaptation_sees_the_person_pixels_of_both_domains_only(backbone: str) -> None:
+    """The methods get one sample per foreground pixel (sparse or dense backbone), with its
+    frame's domain; the background, which both domains share, never reaches them."""
+    seen: list[AdaptationInputs] = []
+
+    class Spy(CORAL):
+        def compute(self, inputs, strength):  # noqa: ANN001, ANN202
+            seen.append(inputs)
+            return super().compute(inputs, strength)
+
+    task = BodyPartClassifier(backbone=backbone, adaptation=[Spy(), MMD()])
+    batch = _batch(4)
+    batch[DOMAIN] = torch.tensor([RENDERED, RENDERED, REAL, REAL])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log without a trainer
+        output = task.shared_step(batch, "train")
+    output["loss"].backward()
+    (inputs,) = seen
+    person = batch[IMAGE][:, 0] > 0
+    features, _, domains = Spy(max_samples=0).samples(inputs)
+    assert len(features) == int(person.sum())
+    expected = (person.flatten(1).sum(1) * torch.tensor([1, 1, 0, 0])).sum()
+    assert int((domains == RENDERED).sum()) == int(expected)
+    grads = [p.grad for p in task.feature_extractor.parameters() if p.grad is not None]
+    assert backbone == "depth_features" or grads  # the FCN's features learn from it
+
+
+def test_adapted_body_parts_keep_joints_and_the_part_picture(tmp_path: Path) -> None:
+    datamodule = tiny_body_datamodule(H, W)
+    task = _small(joint_frames=4, adaptation=_adaptation())
+    trainer = _trainer(tmp_path, limit_train_batches=2, limit_val_batches=2)
+    trainer.fit(task, datamodule=datamodule)
+    logged = trainer.callback_metrics
+    for name in ("val/joint_map", "val/domain_acc", "train/domain_loss", "train/mcc_loss"):
+        assert name in logged and math.isfinite(float(logged[name])), sorted(logged)
