@@ -147,18 +147,23 @@ def _frame_size(path: Path) -> tuple[int, int]:
 
 
 def _check_sizes(depth: list[Path], labels: list[Path] | None, native: tuple[int, int]) -> None:
-    """Every depth frame (and label PNG) has the first frame's size, checked before training
-    from the files' headers: a frame of another size would otherwise stop the run when a
-    batch first reaches it."""
+    """Every depth frame has the first frame's size, and every label PNG its frame's,
+    checked before training from the files' headers: a frame of another size would
+    otherwise stop the run when a batch first reaches it."""
     odd = [(path, size) for path in depth if (size := _frame_size(path)) != native]
-    odd += [(path, size) for path in labels or [] if (size := _frame_size(path)) != native]
     if odd:
         shown = ", ".join(f"{path.name} ({h} x {w})" for path, (h, w) in odd[:3])
         raise InputError(
-            f"{len(odd)} frame(s) in {depth[0].parent.parent} differ in size from the first "
-            f"frame {depth[0].name} ({native[0]} x {native[1]}): {shown}; all frames and "
-            f"labels of a folder must share one size (crop or resize them first)"
+            f"{len(odd)} frame(s) in {depth[0].parent} differ in size from the first frame "
+            f"{depth[0].name} ({native[0]} x {native[1]}): {shown}; all frames of a folder "
+            f"must share one size (crop or resize them first)"
         )
+    for label, frame in zip(labels, depth, strict=True) if labels is not None else ():
+        if (size := _frame_size(label)) != native:
+            raise InputError(
+                f"{label} is {size[0]} x {size[1]} but its depth frame {frame.name} is "
+                f"{native[0]} x {native[1]}"
+            )
 
 
 class _DepthFrames(Dataset):

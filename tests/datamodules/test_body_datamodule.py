@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from conftest import tiny_body_datamodule
+from lightning.pytorch import LightningModule
 from PIL import Image
 
 from lightning_synth.batch import (
@@ -24,6 +26,7 @@ from lightning_synth.batch import (
     check_batch,
 )
 from lightning_synth.datamodules import BodyDepthDataModule, DepthFolder
+from lightning_synth.errors import InputError
 
 H, W = 24, 32
 
@@ -130,6 +133,19 @@ def test_rendering_on_the_device_gives_the_batches_workers_give() -> None:
     assert (hidden[LABEL][hidden[DOMAIN] == REAL] == IGNORE_LABEL).all()
     with pytest.raises(IndexError, match="index 12 out of range for 12 frames"):
         device.domain_dataset("train", RENDERED)[12]
+
+
+def test_the_tasks_own_after_transfer_hook_still_runs() -> None:
+    class Marking(LightningModule):
+        def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+            batch["marked"] = batch[IMAGE].new_ones(())
+            return batch
+
+    datamodule = _datamodule(render_on="device")
+    # Lightning calls the DataModule's hook in place of the task's
+    datamodule.trainer = SimpleNamespace(lightning_module=Marking())
+    (batch,) = _on_device(datamodule, [next(iter(datamodule.train_dataloader()))])
+    assert batch[IMAGE].shape == (4, 1, H, W) and "marked" in batch
 
 
 def test_rendering_on_the_device_keeps_frames_loaded_from_disk_in_place(tmp_path: Path) -> None:
@@ -292,3 +308,16 @@ def test_rendering_on_a_gpu_gives_the_frames_of_the_cpu() -> None:
     torch.testing.assert_close(
         on_gpu[JOINTS].cpu()[clean], workers[JOINTS][clean], atol=1e-4, rtol=0
     )
+
+
+def test_depth_folder_checks_every_frame_size_before_training(tmp_path: Path) -> None:
+    """A frame of another size deep in the folder stops ``prepare``, not a batch mid-run."""
+    root = _folder(tmp_path / "frames", count=6, kind="png", labels=False)
+    _png16(root / "depth" / "f04.png", np.round(_frame(H + 4, W) * 1000))
+    with pytest.raises(InputError, match=rf"1 frame\(s\).*f04.png \({H + 4} x {W}\).*one size"):
+        DepthFolder(str(root)).prepare()
+
+    root = _folder(tmp_path / "labels", count=6, kind="npy")
+    Image.fromarray(np.zeros((H, W + 2), np.uint8)).save(root / "labels" / "f05.png")
+    with pytest.raises(InputError, match=f"f05.png is {H} x {W + 2} but its depth frame"):
+        DepthFolder(str(root)).prepare()
