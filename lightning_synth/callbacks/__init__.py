@@ -3,6 +3,7 @@
 from lightning_synth.callbacks.bound_report import BoundReport
 from lightning_synth.callbacks.embedding_projector import EmbeddingProjector
 from lightning_synth.callbacks.image_grid import labelled_image_grid, log_image
+from lightning_synth.callbacks.model_selection import ModelSelection
 from lightning_synth.callbacks.predictions import PredictionWriter
 from lightning_synth.callbacks.run_status import FAILURE_FILE, FailureMarker
 
@@ -14,4 +15,5 @@ __all__ = [
     "FAILURE_FILE",
     "BoundReport",
     "EmbeddingProjector",
+    "ModelSelection",
 ]
