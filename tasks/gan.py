@@ -454,7 +454,7 @@ class GAN(SynthTask):
     def log_sample_grid(self) -> None:
         """Send the fixed-noise grid to TensorBoard as ``train/samples`` (main process)."""
         self._last_grid_step = self.global_step
-        if self._trainer is not None and self.trainer.is_global_zero:
+        if self.global_rank == 0 and self.loggers:
             log_image(self.loggers, "train/samples", self.sample_grid(), self.global_step)
 
     # -- evaluation ------------------------------------------------------------------------------
@@ -531,7 +531,7 @@ class GAN(SynthTask):
 
     # -- set-up and checkpoints ----------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        datamodule = self.trainer.datamodule
         h = self.hparams
         for name, expected in (("image_size", h.image_size), ("channels", h.channels)):
             given = getattr(datamodule, name, None)

@@ -316,7 +316,7 @@ class ImageOptimizationTask(SynthTask):
 
     def log_grid(self, tag: str, images: torch.Tensor, step: int | None = None) -> None:
         """Send ``images`` as one grid to TensorBoard (on the main process)."""
-        if self._trainer is None or not self.trainer.is_global_zero:
+        if self.global_rank != 0 or not self.loggers:
             return
         grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=4, padding=4, pad_value=1)
         log_image(self.loggers, tag, grid, self.global_step if step is None else step)
