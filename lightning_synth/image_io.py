@@ -78,16 +78,10 @@ def read_image(path: str | Path) -> torch.Tensor:
     path = str(path)
     try:
         data = read_file(path)
-        head = bytes(data[:26].tolist())
-        if head.startswith(_BMP_SIGNATURE):
+        if data[:2].numpy().tobytes() == _BMP_SIGNATURE:
             image = _read_bmp(path)
         else:
-            # decode_image gives the palette indices of palette PNGs unless asked for RGB(A).
-            palette = (
-                head.startswith(_PNG_SIGNATURE) and len(head) == 26 and head[25] == _PNG_PALETTE
-            )
-            mode = ImageReadMode.RGB_ALPHA if palette else ImageReadMode.UNCHANGED
-            image = decode_image(data, mode=mode)
+            image = decode_image(data, mode=_decode_mode(data.numpy().tobytes()))
             if image.ndim == 4:  # an animated GIF: its first frame
                 image = image[0]
     except (RuntimeError, OSError, SyntaxError) as error:
@@ -117,6 +111,25 @@ def to_float(pixels: torch.Tensor, name: str = "the image") -> torch.Tensor:
     if scaled.shape[0] not in (1, 3):
         raise ValueError(f"{name} has {scaled.shape[0]} channels; expected gray or RGB(A)")
     return scaled.contiguous()
+
+
+def _decode_mode(data: bytes) -> ImageReadMode:
+    """How to decode a file so that a palette PNG gives colours (``UNCHANGED`` gives its
+    palette indices, and torchvision 0.29 scrambles ``RGB_ALPHA`` of a palette without
+    transparency): ``RGB``, or ``RGB_ALPHA`` with a ``tRNS`` chunk; ``UNCHANGED`` for
+    every other file."""
+    if not data.startswith(_PNG_SIGNATURE) or len(data) < 26 or data[25] != _PNG_PALETTE:
+        return ImageReadMode.UNCHANGED
+    offset = len(_PNG_SIGNATURE)
+    while offset + 8 <= len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        kind = data[offset + 4 : offset + 8]
+        if kind == b"tRNS":
+            return ImageReadMode.RGB_ALPHA
+        if kind == b"IDAT":  # transparency comes before the pixels
+            break
+        offset += 12 + length
+    return ImageReadMode.RGB
 
 
 def _read_bmp(path: str) -> torch.Tensor:

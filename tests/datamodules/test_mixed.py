@@ -149,3 +149,67 @@ def test_format_converts_channels_and_size() -> None:
 def test_bad_arguments_name_the_argument(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         _datamodule(**kwargs)
+
+
+class _Bars(DomainSource):
+    """A vertical bar, the same "digit" framed two ways: ``wide`` is light on dark in an
+    MNIST-like 28 x 28 frame with margins; ``tight`` is dark on light and fills 16 x 16."""
+
+    def __init__(self, framing: str) -> None:
+        self.framing = framing
+
+    def dataset(self, stage):
+        if self.framing == "wide":
+            image = torch.zeros(1, 28, 28)
+            image[0, 4:24, 10:18] = 1.0  # 20 high, 8 wide
+        else:
+            image = torch.ones(1, 16, 16)
+            image[0, :15, 5:11] = 0.0  # 15 high, 6 wide
+        return [{IMAGE: image, LABEL: torch.tensor(7)}] * {"train": 8, "val": 4, "test": 4}[stage]
+
+
+def test_canonical_framing_frames_both_domains_alike_in_every_split() -> None:
+    def data(framing: str) -> MixedDomainDataModule:
+        return MixedDomainDataModule(
+            _Bars("wide"), _Bars("tight"), image_size=28, channels=1, batch_size=4,
+            real_fraction=0.5, num_workers=0, framing=framing,
+        )  # fmt: skip
+
+    def gap(batch: dict) -> float:
+        rendered = batch[IMAGE][batch[DOMAIN] == RENDERED][0]
+        real = batch[IMAGE][batch[DOMAIN] == REAL][0]
+        return float((rendered - (1 - real)).abs().mean())  # the real bar is dark on light
+
+    framed, plain = data("canonical"), data("none")
+    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        assert gap(next(iter(getattr(framed, loader)()))) < 0.02
+        assert gap(next(iter(getattr(plain, loader)()))) > 0.1
+    real = next(iter(framed.predict_dataloader()))[IMAGE][0]
+    assert torch.equal(real, next(iter(framed.val_dataloader()))[IMAGE][1])
+    dark = (real[0] < 0.5).float()
+    assert dark.sum(0).max() == 20 and dark.sum(1).max() == 8  # the box, aspect kept
+    with pytest.raises(ValueError, match="framing"):
+        data("tight")
+
+
+def test_sources_may_yield_sample_dicts_with_more_keys_or_pairs() -> None:
+    class Samples(DomainSource):
+        def dataset(self, stage):
+            return [{IMAGE: torch.rand(1, 8, 8), LABEL: torch.tensor(3), "weight": torch.ones(())}]
+
+    class Pairs(DomainSource):
+        def dataset(self, stage):
+            return [(torch.rand(3, 8, 8), 4)]
+
+    class Broken(DomainSource):
+        def dataset(self, stage):
+            return [torch.rand(1, 8, 8)]
+
+    dataset = MixedDomainDataModule(Samples(), Pairs(), image_size=8, channels=1).domain_dataset
+    sample = dataset("val", RENDERED)[0]
+    assert sample["weight"] == 1 and sample[IMAGE].shape == (1, 8, 8) and sample[DOMAIN] == 0
+    pair = dataset("val", REAL)[0]
+    assert set(pair) == {IMAGE, LABEL, DOMAIN} and pair[LABEL] == 4 and pair[DOMAIN] == REAL
+    broken = MixedDomainDataModule(Broken(), Pairs(), image_size=8, channels=1)
+    with pytest.raises(TypeError, match="items must be dicts"):
+        broken.domain_dataset("val", RENDERED)[0]
