@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 import lightning_synth.datamodules  # noqa: F401  (registers short class names)
@@ -36,7 +37,12 @@ _DEFAULT_SAVE_DIR = "runs"
 _TRAINER_DEFAULTS: dict[str, Any] = {
     "logger": {
         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-        "init_args": {"save_dir": _DEFAULT_SAVE_DIR, "name": _AUTO_NAME},
+        # No "hp_metric" placeholder at -1: _BestMonitorAsHparamMetric writes a real one.
+        "init_args": {
+            "save_dir": _DEFAULT_SAVE_DIR,
+            "name": _AUTO_NAME,
+            "default_hp_metric": False,
+        },
     },
 }
 _METRIC_NAME = re.compile(r"^(train|val|test)/(?:(rendered|real)_)?(\w+)$")
@@ -62,6 +68,36 @@ def describe_metrics(metrics: dict[str, Any], stage: str) -> list[str]:
         shown = f"{100 * value:.1f}%" if metric.endswith("acc") else f"{value:.4f}"
         lines.append(f"  {words}{where}: {shown}")
     return lines
+
+
+class _BestMonitorAsHparamMetric(Callback):
+    """At the end of a fit, log the hyper-parameters with the best value of the task's
+    monitored metric (``best/val/real_acc``, ...) to every TensorBoard logger, so that
+    TensorBoard's HPARAMS tab compares runs by the metric their best checkpoint was
+    chosen by.
+
+    Args:
+        monitor: the task's monitored metric.
+    """
+
+    def __init__(self, monitor: str) -> None:
+        self.monitor = monitor
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        best = None
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.monitor == self.monitor:
+                best = callback.best_model_score
+        if best is None:
+            best = trainer.callback_metrics.get(self.monitor)
+        if best is None:
+            return
+        metrics = {f"best/{self.monitor}": float(best)}
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(logger.hparams, metrics, step=trainer.global_step)
+                logger.save()
 
 
 class _ArgumentParser(LightningArgumentParser):
@@ -164,6 +200,9 @@ class LightningSynthCLI(LightningCLI):
             # task's own monitored metric plus a last.ckpt that is always the final state.
             trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, ModelCheckpoint)]
             trainer.callbacks.extend(self._checkpoint_callbacks())
+        monitor = getattr(self.model, "monitor", None)
+        if self.subcommand == "fit" and monitor:
+            trainer.callbacks.append(_BestMonitorAsHparamMetric(monitor))
         if self.subcommand == "predict":
             trainer.callbacks.append(PredictionWriter())
         trainer.callbacks.append(FailureMarker())

@@ -103,3 +103,37 @@ def test_scalars_and_prediction_grid_reach_the_tensorboard_server(
         grid = Image.open(io.BytesIO(response.read()))
     # the first validation batch (8 images) drawn as one row of 64-pixel tiles
     assert grid.width > 8 * 64 and grid.height > 64
+
+
+def test_hparams_tab_compares_runs_by_the_best_monitored_metric(tmp_path: Path, run_cli) -> None:
+    """No ``hp_metric`` placeholder at -1; the hyper-parameters carry the best
+    ``val/real_acc`` of the run (what its best checkpoint was chosen by)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    run_dir = run_cli(
+        "fit",
+        f"--config={QUICK}",
+        *FAST_TRAINER,
+        "--trainer.max_epochs=2",
+        "--model.init_args.lr=0.0123",
+        "--data.init_args.rendered.init_args.train_length=64",
+        "--data.init_args.rendered.init_args.val_length=16",
+        "--data.init_args.rendered.init_args.test_length=16",
+        "--data.init_args.batch_size=8",
+        "--data.init_args.num_workers=0",
+    )
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert "hp_metric" not in scalars
+    per_epoch = [event.value for event in events.Scalars("val/real_acc")]
+    assert len(per_epoch) == 2
+    (best,) = [event.value for event in events.Scalars("best/val/real_acc")]
+    assert best == pytest.approx(max(per_epoch))
+
+    content = events.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
+    assert [info.name.tag for info in experiment.experiment.metric_infos] == ["best/val/real_acc"]
+    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    assert session.session_start_info.hparams["lr"].number_value == pytest.approx(0.0123)
