@@ -8,6 +8,9 @@
 
 Optional keys: ``joints`` (``B x J x 3``), ``intrinsics`` (``B x 4``: fx, fy, cx, cy),
 ``valid`` (``B x H x W`` bool). The names live here, once; use the constants.
+
+A domain source (:mod:`lightning_synth.datamodules.sources`) yields the same dicts one
+sample at a time, without ``domain``: the DataModule sets it and collates the batch.
 """
 
 from __future__ import annotations

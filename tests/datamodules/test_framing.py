@@ -115,3 +115,11 @@ def test_bad_framing_settings_name_the_setting() -> None:
         CanonicalFraming(28, threshold=1.5)
     with pytest.raises(ValueError, match="B x C x H x W"):
         canonical_frame(torch.zeros(8, 8), 28)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_framing_on_a_gpu_gives_the_images_of_the_cpu() -> None:
+    images = torch.stack([_draw(28, 2.0, 3.0, 9.0, 12.0), 1 - _draw(28, 9.0, 5.0, 15.0, 20.0)])
+    on_gpu = canonical_frame(images.cuda(), 28)
+    assert on_gpu.is_cuda
+    torch.testing.assert_close(on_gpu.cpu(), canonical_frame(images, 28), atol=1e-4, rtol=0)
