@@ -177,6 +177,11 @@ class BodyRenderer:
             pose (arms and neck; spine and legs get less).
         random_limb_prob: chance that each limb group (spine, neck, each arm and leg) is
             posed uniformly at random within its joint limits.
+        fit_in_view: step the camera back from the drawn distance (up to the top of
+            ``distance_range``) until the whole body fits in the view, as a Kinect player
+            does; ``False`` keeps the drawn distance (close-ups may cut the body).
+        view_fill: the largest fraction of the half-width and half-height of the view the
+            body may reach from the image centre when the camera steps back.
         device: device the frames are rendered on (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
         culling: how the ray cast finds the pixels each primitive covers: ``spans`` (the
             default; gathers the pixels near each primitive, fast on a CPU) or ``tiles``
@@ -190,7 +195,7 @@ class BodyRenderer:
         width: int = 320,
         seed: int = 0,
         mirror: bool = True,
-        distance_range: tuple[float, float] = (1.5, 4.0),
+        distance_range: tuple[float, float] = (1.5, 3.5),
         camera_height_range: tuple[float, float] = (0.6, 1.8),
         pitch_jitter: float = 5.0,
         pan_jitter: float = 5.0,
@@ -202,6 +207,8 @@ class BodyRenderer:
         proportion_jitter: float = 0.08,
         pose_jitter: float = 12.0,
         random_limb_prob: float = 0.2,
+        fit_in_view: bool = True,
+        view_fill: float = 0.95,
         device: str = "cpu",
         culling: Literal["spans", "tiles"] = "spans",
     ) -> None:
@@ -223,6 +230,9 @@ class BodyRenderer:
         self.height_range, self.girth_range = height_range, girth_range
         self.proportion_jitter, self.pose_jitter = proportion_jitter, pose_jitter
         self.random_limb_prob = random_limb_prob
+        if not 0 < view_fill <= 1:
+            raise ValueError(f"view_fill must be in (0, 1], got {view_fill}")
+        self.fit_in_view, self.view_fill = fit_in_view, float(view_fill)
         self.device = torch.device(device)
         self.culling = culling
 
@@ -286,8 +296,40 @@ class BodyRenderer:
             1,
         )
         yaw = torch.deg2rad(lerp(self.yaw_range, rest[:, -2]))
+        if self.fit_in_view:
+            camera = self._step_back(camera, pose, shape, yaw)
         mirrored = (rest[:, -1] < 0.5) & self.mirror
         return BodyParams(pose=pose, shape=shape, yaw=yaw, camera=camera, mirrored=mirrored)
+
+    def _step_back(
+        self, camera: torch.Tensor, pose: torch.Tensor, shape: torch.Tensor, yaw: torch.Tensor
+    ) -> torch.Tensor:
+        """``camera`` with the distance raised (up to the top of ``distance_range``) until
+        the whole body, with a margin for the flesh around the joints, fits in the view.
+
+        A player steps back until the Kinect sees all of them; drawing the distance
+        without looking at the pose made close-ups of raised arms or bent-over bodies
+        with half the person out of the frame.
+        """
+        _, joints = forward_kinematics(pose, shape, yaw)
+        # Head, hands and feet reach about this far beyond their joints (metres).
+        flesh = (0.13 * shape[:, 0])[:, None]
+        half_width = torch.tan(camera[:, 5] / 2)[:, None]
+        half_height = half_width * (self.height / self.width)
+        farthest = self.distance_range[1]
+        camera = camera.clone()
+        # Angular sizes shrink about as 1 / distance: a few rescaling steps settle it.
+        for _ in range(3):
+            rotation, eye = self._camera(camera, joints)
+            points = (rotation[:, None] @ (joints - eye[:, None])[..., None])[..., 0]
+            z = points[..., 2].clamp_min(0.1)
+            spread = torch.maximum(
+                (points[..., 0].abs() + flesh) / (z * half_width),
+                (points[..., 1].abs() + flesh) / (z * half_height),
+            ).amax(1)
+            wanted = camera[:, 0] * spread / self.view_fill
+            camera[:, 0] = torch.clamp(torch.maximum(camera[:, 0], wanted), max=farthest)
+        return camera
 
     def render(self, indices: torch.Tensor | Sequence[int] | int) -> BodyFrame:
         """Render frames ``indices`` (same result in one batch or one by one).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -25,6 +26,7 @@ from lightning_synth.rendering.body import (
     PART_NAMES,
     PART_PALETTE,
     PART_TO_JOINT,
+    BodyFrame,
     BodyParams,
     BodyRenderer,
     RenderedBodies,
@@ -401,3 +403,37 @@ def test_renders_on_gpu_like_on_cpu() -> None:
     assert (gpu.parts.cpu() == cpu.parts)[both].float().mean() > 0.995
     noisy, valid = DepthSensorNoise()(gpu.depth, gpu.intrinsics)
     assert noisy.is_cuda and valid.is_cuda and valid.sum() > 0.5 * gpu.valid.sum()
+
+
+def _fraction_in_view(renderer: BodyRenderer, count: int) -> tuple[torch.Tensor, BodyFrame]:
+    """Per frame, the fraction of the person's pixels inside the image: the same frames
+    rendered with the same focal length on a canvas 3x as wide and high, centred on the
+    image, count the pixels that fall outside. Returns it and the frames."""
+    params = renderer.sample(range(count))
+    camera = params.camera.clone()
+    camera[:, 5] = 2 * torch.atan(3 * torch.tan(camera[:, 5] / 2))
+    height, width = renderer.height, renderer.width
+    wide = BodyRenderer(3 * height, 3 * width).render_params(
+        dataclasses.replace(params, camera=camera)
+    )
+    frame = renderer.render_params(params)
+    inside = wide.valid[:, height : 2 * height, width : 2 * width]
+    assert (inside == frame.valid).float().mean() > 0.999  # the centre is the image
+    return inside.flatten(1).sum(1) / wide.valid.flatten(1).sum(1).clamp_min(1), frame
+
+
+@pytest.mark.parametrize("height_range", [(1.4, 2.0), (1.2, 2.0)])
+def test_the_whole_person_stays_in_view_within_the_sensor_range(height_range) -> None:
+    """Over many frames, people 1.2-2.0 m tall are seen whole, within the Kinect's
+    0.8-4 m, and never as a close-up that fills the view."""
+    renderer = BodyRenderer(48, 64, seed=5, height_range=height_range)
+    inside, frame = _fraction_in_view(renderer, 96)
+    assert inside.mean() > 0.99 and inside.min() > 0.85
+    cover = frame.valid.flatten(1).float().mean(1)
+    assert cover.max() < 0.3 and cover.min() > 0.01
+    depth = frame.depth[frame.valid]
+    assert depth.min() > 0.8 and (depth > 4.0).float().mean() < 0.005
+    # Drawing the distance without looking at the pose cuts bodies: the check sees it.
+    loose = BodyRenderer(48, 64, seed=5, height_range=height_range, fit_in_view=False)
+    loose_inside, _ = _fraction_in_view(loose, 96)
+    assert loose_inside.min() < 0.85 and loose_inside.mean() < inside.mean()
