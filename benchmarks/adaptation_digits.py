@@ -426,28 +426,38 @@ def main() -> None:
                 outcomes = pool.map(_run_task, tasks)
                 for result in outcomes:
                     results.append(_announce(result))
+                    if args.json_out:
+                        write_json(args.json_out, args, results, render_s)
         else:
-            results = [_announce(_run_task(task)) for task in tasks]
+            for task in tasks:
+                results.append(_announce(_run_task(task)))
+                if args.json_out:
+                    write_json(args.json_out, args, results, render_s)
     summary = summarise(results)
     print_table(summary, args)
     if args.json_out:
-        with open(args.json_out, "w") as handle:
-            json.dump(
-                {
-                    "benchmark": "adaptation_digits",
-                    "args": {k: str(v) for k, v in vars(args).items()},
-                    "machine": platform.platform(),
-                    "processor": platform.processor(),
-                    "cpu_count": os.cpu_count(),
-                    "torch": torch.__version__,
-                    "render_s": render_s,
-                    "results": results,
-                    "summary": summary,
-                },
-                handle,
-                indent=2,
-            )
         print(f"wrote {args.json_out}")
+
+
+def write_json(path: str, args: argparse.Namespace, results: list[dict], render_s: float) -> None:
+    """Write the results so far and their summary (rewritten after every run, so a long
+    benchmark interrupted half-way keeps what it measured)."""
+    with open(path, "w") as handle:
+        json.dump(
+            {
+                "benchmark": "adaptation_digits",
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "machine": platform.platform(),
+                "processor": platform.processor(),
+                "cpu_count": os.cpu_count(),
+                "torch": torch.__version__,
+                "render_s": render_s,
+                "results": results,
+                "summary": summarise(results),
+            },
+            handle,
+            indent=2,
+        )
 
 
 if __name__ == "__main__":
