@@ -3,10 +3,13 @@
 Reads the ``data`` section of a config (and, for the features, its ``model`` section and a
 checkpoint), takes up to ``--num_samples`` rendered and real images of the validation (or
 test) set, and prints their proxy A-distance on raw pixels and, with ``--ckpt_path``,
-through the checkpoint's features, with the terms of ``er_real <= er_synth + disc + lambda``:
+through the checkpoint's features, with the terms of ``er_real <= er_synth + disc + lambda``;
+with ``--report DIR`` it also draws where the domains differ (``DIR/gap_report.png``, numbers
+in ``DIR/gap_report.json``; :mod:`lightning_synth.metrics.gap_report`):
 
     lightning-synth-discrepancy --config configs/dann_digits.yaml
     lightning-synth-discrepancy --config configs/dann_digits.yaml --ckpt_path runs/.../last.ckpt
+    lightning-synth discrepancy --config configs/dann_digits.yaml --report gap/   # + picture
     python -m lightning_synth.discrepancy_cli --config ...        # the same, as a module
 
 Any other ``--key value`` overrides the config as in ``lightning-synth fit``.
@@ -16,18 +19,19 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule, LightningModule
 
-from lightning_synth.batch import DOMAIN, IGNORE_LABEL, IMAGE, LABEL, REAL, RENDERED
+from lightning_synth.batch import IGNORE_LABEL, REAL, RENDERED
 from lightning_synth.metrics.discrepancy import bound_terms, proxy_a_distance
+from lightning_synth.metrics.gap_report import domain_samples, gap_report
 
 __all__ = ["measure", "main", "console"]
 
 
-@torch.no_grad()
 def _collect(
     datamodule: LightningDataModule, stage: str, num_samples: int
 ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
@@ -35,17 +39,7 @@ def _collect(
     datamodule.prepare_data()
     datamodule.setup("validate" if stage == "val" else "test")
     loader = datamodule.val_dataloader() if stage == "val" else datamodule.test_dataloader()
-    images: dict[int, list[torch.Tensor]] = {RENDERED: [], REAL: []}
-    labels: dict[int, list[torch.Tensor]] = {RENDERED: [], REAL: []}
-    for batch in loader:
-        for code in (RENDERED, REAL):
-            room = num_samples - sum(len(chunk) for chunk in images[code])
-            mine = (batch[DOMAIN] == code).nonzero().flatten()[:room]
-            images[code].append(batch[IMAGE][mine])
-            labels[code].append(batch[LABEL][mine])
-        if all(sum(len(c) for c in images[code]) >= num_samples for code in images):
-            break
-    return {code: (torch.cat(images[code]), torch.cat(labels[code])) for code in images}
+    return domain_samples(loader, num_samples)
 
 
 def measure(
@@ -54,6 +48,8 @@ def measure(
     stage: str = "val",
     num_samples: int = 500,
     seed: int = 0,
+    report: str | Path | None = None,
+    source: str | None = None,
 ) -> dict[str, float]:
     """The discrepancy of ``datamodule``'s two domains on pixels and, given a model, features.
 
@@ -64,6 +60,9 @@ def measure(
         stage: ``val`` or ``test``: which loader the samples come from.
         num_samples: samples per domain.
         seed: seed of the classifiers' splits.
+        report: a folder to write the gap report into (``gap_report.png`` and
+            ``gap_report.json``, see :mod:`lightning_synth.metrics.gap_report`).
+        source: what the model came from (a checkpoint path), named in the report.
 
     Returns:
         ``pad_pixels`` and, with a model, ``pad`` and the bound's terms (``bound_*``;
@@ -82,6 +81,8 @@ def measure(
         "pad_pixels": proxy_a_distance(images_s.flatten(1), images_r.flatten(1), seed=seed),
     }
     if model is None:
+        if report is not None:
+            _write_report(report, images_s, images_r, None, results, seed, source)
         return results
     model.eval()
     with torch.no_grad():
@@ -107,7 +108,34 @@ def measure(
     )
     results["pad"] = terms.disc
     results.update(terms.as_metrics())
+    if report is not None:
+        features = (outputs[RENDERED][0], outputs[REAL][0])
+        _write_report(report, images_s, images_r, features, results, seed, source)
     return results
+
+
+def _write_report(
+    directory: str | Path,
+    rendered: torch.Tensor,
+    real: torch.Tensor,
+    features: tuple[torch.Tensor, torch.Tensor] | None,
+    results: dict[str, float],
+    seed: int,
+    source: str | None,
+) -> None:
+    """Write the gap report of these samples, reusing the distances already measured."""
+    found = gap_report(
+        rendered,
+        real,
+        *(features or (None, None)),
+        seed=seed,
+        pad_pixels=results["pad_pixels"],
+        pad_features=results.get("pad"),
+        source=source,
+    )
+    found.save(directory)
+    for name, value in found.effect_sizes().items():
+        results[f"effect_{name}"] = value
 
 
 def main(args: list[str] | None = None) -> dict[str, float]:
@@ -127,6 +155,14 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--num_samples", type=int, default=500, help="samples per domain")
     parser.add_argument("--stage", choices=("val", "test"), default="val")
     parser.add_argument("--seed", type=int, default=0, help="seed of the classifiers' splits")
+    parser.add_argument(
+        "--report",
+        default=None,
+        metavar="DIR",
+        help="also write DIR/gap_report.png and DIR/gap_report.json: mean and std images, "
+        "histograms of ink coverage, box size and intensity, the samples a domain classifier "
+        "finds most rendered and most real",
+    )
     own, rest = parser.parse_known_args(args)
 
     from lightning_synth.cli import LightningSynthCLI  # registers the short class names
@@ -135,7 +171,9 @@ def main(args: list[str] | None = None) -> dict[str, float]:
     model: Any = None
     if own.ckpt_path:
         model = type(cli.model).load_from_checkpoint(own.ckpt_path, map_location="cpu")
-    results = measure(cli.datamodule, model, own.stage, own.num_samples, own.seed)
+    results = measure(
+        cli.datamodule, model, own.stage, own.num_samples, own.seed, own.report, own.ckpt_path
+    )
     print(_report(results, own), flush=True)
     return results
 
@@ -154,6 +192,9 @@ def _report(results: dict[str, float], own: argparse.Namespace) -> str:
             f"{results['bound_er_synth']:.4f} + disc {results['bound_disc']:.4f} + lambda "
             f"{results['bound_lambda']:.4f} = {results['bound']:.4f}"
         )
+    if own.report:
+        report = Path(own.report)
+        lines.append(f"  gap report: {report / 'gap_report.png'} (numbers: gap_report.json)")
     return "\n".join(lines)
 
 

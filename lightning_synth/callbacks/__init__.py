@@ -2,6 +2,7 @@
 
 from lightning_synth.callbacks.bound_report import BoundReport
 from lightning_synth.callbacks.embedding_projector import EmbeddingProjector
+from lightning_synth.callbacks.gap_report import GapReport
 from lightning_synth.callbacks.image_grid import labelled_image_grid, log_image
 from lightning_synth.callbacks.model_selection import ModelSelection
 from lightning_synth.callbacks.predictions import PredictionWriter
@@ -16,4 +17,5 @@ __all__ = [
     "BoundReport",
     "EmbeddingProjector",
     "ModelSelection",
+    "GapReport",
 ]

@@ -7,6 +7,7 @@ from lightning_synth.metrics.discrepancy import (
     joint_error,
     proxy_a_distance,
 )
+from lightning_synth.metrics.gap_report import DomainGap, gap_report, image_statistics
 from lightning_synth.metrics.generative import DomainFeatures, GenerativeScores, gan_train_accuracy
 from lightning_synth.metrics.joints import JointAveragePrecision, joint_proposals
 from lightning_synth.metrics.selection import (
@@ -22,3 +23,4 @@ __all__ += ["DomainFeatures", "GenerativeScores", "gan_train_accuracy"]
 __all__ += ["JointAveragePrecision", "joint_proposals"]
 __all__ += ["VALIDATORS", "selection_metric", "soft_neighborhood_density"]
 __all__ += ["information_maximization", "deep_embedded_validation"]
+__all__ += ["DomainGap", "gap_report", "image_statistics"]
