@@ -302,6 +302,12 @@ def main(args: list[str] | None = None) -> None:
 
         discrepancy(argv[1:])
         return
+    if argv[:1] == ["seeds"]:
+        # `lightning-synth seeds --config A [--config B] --seeds N -- overrides`
+        from lightning_synth.seeds import main as seeds
+
+        seeds(argv[1:])
+        return
     try:
         LightningSynthCLI(args=args)
     except Exception as error:
