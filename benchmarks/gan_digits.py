@@ -37,8 +37,9 @@ from mnist_protocol import mnist_source  # benchmarks/, next to this script
 from torch.utils.data import DataLoader, Dataset
 from torchvision.utils import save_image
 
-from lightning_synth.batch import REAL, make_sample
+from lightning_synth.batch import IMAGE, LABEL, REAL, make_sample
 from lightning_synth.datamodules import GeneratedSource, MixedDomainDataModule
+from lightning_synth.datamodules.sources import as_sample
 from lightning_synth.metrics.generative import DomainFeatures, GenerativeScores
 from lightning_synth.nn import GaninDigitNet
 from lightning_synth.nn.gan_losses import discriminator_loss, generator_loss
@@ -48,8 +49,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    items = [dataset[i] for i in range(len(dataset))]  # type: ignore[arg-type]
-    return torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items])
+    items = [as_sample(dataset[i]) for i in range(len(dataset))]  # type: ignore[arg-type]
+    images = torch.stack([item[IMAGE] for item in items])
+    return images, torch.tensor([int(item[LABEL]) for item in items])
 
 
 class _Batches(Dataset):
@@ -221,7 +223,7 @@ def train_classifier(
 ) -> tuple[ImageClassifier, float]:
     seed_everything(0, verbose=False)
     model = ImageClassifier(
-        backbone=GaninDigitNet(1, batch_norm=True),
+        feature_extractor=GaninDigitNet(1, batch_norm=True),
         in_channels=1,
         image_size=28,
         lr=args.clf_lr,
