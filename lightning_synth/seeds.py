@@ -27,6 +27,7 @@ import os
 import re
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +96,14 @@ def _run(arguments: list[str], in_process: bool) -> int:
         return subprocess.run(command, env=os.environ.copy(), check=False).returncode
     from lightning_synth.cli import main as cli_main
 
+    # A failed run ends that run, not the series (as a failed subprocess would).
     try:
         cli_main(arguments)
-    except SystemExit as exit:  # an input error ends a run, not the whole series
+    except SystemExit as exit:  # input errors exit with status 2
         return int(exit.code or 0) if not isinstance(exit.code, str) else 1
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        return 1
     return 0
 
 

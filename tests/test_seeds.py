@@ -64,3 +64,24 @@ def test_table_has_a_column_per_config_and_marks_missing_metrics() -> None:
     assert lines[2] == "| metric | a (n=2) | b (n=1) |"
     assert lines[4] == "| test/real_acc (%) | 60.0 ± 14.1 | 90.0 |"
     assert lines[5] == "| val/select_snd | 2.5000 ± 0.7071 | - |"
+
+
+def test_runs_go_to_subprocesses_by_default_and_failures_are_reported(
+    capsys, tmp_path: Path, monkeypatch
+) -> None:
+    from lightning_synth.seeds import main
+
+    monkeypatch.chdir(tmp_path)
+    quickstart = f"--config={CONFIGS / 'quickstart.yaml'}"
+    results = main([quickstart, "--seeds=1", "--first_seed=7", "--out=sub", "--", *TINY])
+    (run,) = results["runs"]
+    assert run["seed"] == 7 and run["status"] == 0 and "test/real_acc" in run["metrics"]
+    assert Path(run["run_dir"]).name == "seed_7"
+
+    with pytest.raises(SystemExit) as exit:
+        main([quickstart, "--seeds=1", "--out=bad", "--in_process", "--", *TINY,
+              "--model.init_args.num_classes=1"])  # fmt: skip
+    assert exit.value.code == 1
+    assert "Failed runs (left out): quickstart seed 0" in capsys.readouterr().out
+    failed = json.loads((tmp_path / "bad" / "seeds.json").read_text())
+    assert failed["runs"][0]["status"] != 0 and failed["summary"] == {}
