@@ -398,7 +398,8 @@ class DepthSensorNoise(nn.Module):
         where: _Pixels,
     ) -> torch.Tensor:
         """Angle (radians) between the normal and the line of sight at the ``valid``
-        pixels (in ``valid.nonzero()`` order); 0 where a neighbour is missing."""
+        pixels (in ``valid.nonzero()`` order); 0 where the pixel has no neighbour on its
+        own surface along a direction."""
         # Only valid pixels (a person covers a few percent of a frame) and their four
         # neighbours.
         _, frame, row, col = where
@@ -412,19 +413,34 @@ class DepthSensorNoise(nn.Module):
             z = depths[steps.index((du, dv))]
             return (u + du - cx) / fx * z, (v + dv - cy) / fy * z, z
 
-        (xr, yr, zr), (xl, yl, zl) = point(1, 0), point(-1, 0)
-        (xd, yd, zd), (xu, yu, zu) = point(0, 1), point(0, -1)
-        x, y, z = point(0, 0)
-        # Central differences along u and v of the back-projected points (x, y, z).
-        ux, uy, uz = xr - xl, yr - yl, zr - zl
-        vx, vy, vz = xd - xu, yd - yu, zd - zu
+        centre = point(0, 0)
+        x, y, z = centre
+        # Differences along u and v of the back-projected points that stay on one surface:
+        # central where the depth changes alike on both sides (a plane, even a steep one),
+        # else one-sided towards the smaller change (the other neighbour lies across a
+        # depth step: central differences there make every occlusion edge look edge-on
+        # and lose both of its sides).
+        tangents, known = [], torch.ones_like(valids[0])
+        for ahead, behind in (((1, 0), (-1, 0)), ((0, 1), (0, -1))):
+            has_ahead, has_behind = valids[steps.index(ahead)], valids[steps.index(behind)]
+            rise_ahead = depths[steps.index(ahead)] - z
+            rise_behind = z - depths[steps.index(behind)]
+            alike = (rise_ahead - rise_behind).abs() <= self.edge_threshold
+            nearer = rise_ahead.abs() <= rise_behind.abs()
+            use_ahead = has_ahead & (~has_behind | alike | nearer)
+            use_behind = has_behind & (~has_ahead | alike | ~nearer)
+            front, back = point(*ahead), point(*behind)
+            start = [torch.where(use_behind, b, c) for b, c in zip(back, centre, strict=True)]
+            end = [torch.where(use_ahead, f, c) for f, c in zip(front, centre, strict=True)]
+            tangents.append([e - b for e, b in zip(end, start, strict=True)])
+            known &= has_ahead | has_behind
+        (ux, uy, uz), (vx, vy, vz) = tangents
         nx, ny, nz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
         dot = (nx * x + ny * y + nz * z).abs()
         norms = ((nx * nx + ny * ny + nz * nz) * (x * x + y * y + z * z)).sqrt()
         cos = (dot / norms.clamp_min(1e-20)).clamp(0, 1)
-        # Normals need the four neighbours (across an occlusion edge they come out steep,
-        # so such pixels tend to drop too, as on the real sensor).
-        return torch.where(valids[1:].all(0), torch.arccos(cos), 0.0)
+        # A pixel with no neighbour on its own surface along an axis: no normal, no angle.
+        return torch.where(known, torch.arccos(cos), 0.0)
 
     def _grazing_probability(self, angle: torch.Tensor) -> torch.Tensor:
         """Dropout chance from the angle between the normal and the line of sight."""

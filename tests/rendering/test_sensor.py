@@ -312,3 +312,15 @@ def test_a_person_stays_a_mostly_solid_silhouette(size: tuple[int, int]) -> None
     _, valid = DepthSensorNoise()(frame.depth, frame.intrinsics)
     kept = (valid.sum() / frame.valid.sum()).item()
     assert 0.85 < kept < 0.995
+
+
+def test_grazing_dropout_spares_both_sides_of_an_occlusion_edge() -> None:
+    """Normals are taken on one surface: a box before a wall, both facing the camera,
+    loses nothing at its edges (differences across the step would make them edge-on)."""
+    depth, intr = _box_on_wall(fx=140.0)
+    _, valid = _only(grazing_dropout=True)(depth, intr)
+    assert valid.all()
+    # A surface that really turns away still drops: a plane seen at 85 degrees.
+    tilted, _ = _tilted_plane(85.0)
+    _, valid = _only(grazing_dropout=True)(tilted, INTR)
+    assert (~valid[tilted > 0]).float().mean() > 0.15
