@@ -12,7 +12,7 @@ The model applies, to a batch of clean depth maps:
    run along image rows, and a point at disparity ``D(u)`` is shadowed when a pixel
    ``k`` columns towards the projector holds a surface with ``D(u + k) > D(u) + k``.
    This leaves a band of missing depth beside each depth step, on the side away from
-   the projector only, ``f b (1/z_near - 1/z_far)`` pixels wide (3-4 pixels at QVGA for
+   the projector only, ``f b (1/z_near - 1/z_far)`` pixels wide (2-4 pixels at QVGA for
    a person 1 m in front of a wall; a pixel or two beside an arm held before the body);
 2. **out of range** (missing depth): readings outside ``[min_depth, max_depth]``, the
    Kinect's 0.8-4 m working range by default (Microsoft's specification; Khoshelham &
