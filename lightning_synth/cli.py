@@ -28,7 +28,7 @@ from lightning_synth.errors import USER_ERRORS, InputError, find_user_error
 from lightning_synth.memory import keep_freed_memory_from_env
 from lightning_synth.parse_errors import summarize
 
-__all__ = ["LightningSynthCLI", "main", "describe_metrics", "USER_ERRORS"]
+__all__ = ["LightningSynthCLI", "main", "announce", "describe_metrics", "USER_ERRORS"]
 
 #: Default logger; ``name`` is replaced by the stem of the first ``--config`` file.
 _AUTO_NAME = "auto"
@@ -275,8 +275,16 @@ def _user_configured_checkpoint(cli: LightningSynthCLI) -> bool:
 
 
 @rank_zero_only
-def _announce(message: str) -> None:
+def announce(message: str) -> None:
+    """Print ``message`` as ``[lightning-synth] message`` (on the first process only).
+
+    Args:
+        message: what to say.
+    """
     print(f"[lightning-synth] {message}", flush=True)
+
+
+_announce = announce
 
 
 def main(args: list[str] | None = None) -> None:
@@ -308,8 +316,26 @@ def main(args: list[str] | None = None) -> None:
 
         seeds(argv[1:])
         return
+    if argv[:1] == ["export"]:
+        # `lightning-synth export --config ... --ckpt_path ... --format onnx|pt2`
+        from lightning_synth.export_cli import main as export
+
+        _exit_on_input_error(export, argv[1:])
+        return
     try:
-        LightningSynthCLI(args=args)
+        _exit_on_input_error(LightningSynthCLI, args=args)
+    finally:
+        _close_process_group()
+
+
+def _exit_on_input_error(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``function``; a user input error ends the process with status 2 and one line.
+
+    Other errors keep their traceback (set ``LIGHTNING_SYNTH_DEBUG=1`` to see it for
+    input errors too).
+    """
+    try:
+        return function(*args, **kwargs)
     except Exception as error:
         user_error = find_user_error(error)
         if user_error is None or os.environ.get("LIGHTNING_SYNTH_DEBUG"):
@@ -317,8 +343,6 @@ def main(args: list[str] | None = None) -> None:
         print(f"lightning-synth: error: {user_error}", file=sys.stderr)
         print("(set LIGHTNING_SYNTH_DEBUG=1 to see the traceback)", file=sys.stderr)
         raise SystemExit(2) from None
-    finally:
-        _close_process_group()
 
 
 def _close_process_group() -> None:
