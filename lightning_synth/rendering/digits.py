@@ -8,12 +8,18 @@ images on the fly, from the fonts matplotlib ships, with no files to download.
 Each sample is a pure function of ``(seed, index)``: its random generator is built from
 those two numbers alone, so DataLoader workers and DDP processes agree on every image
 and an epoch can be replayed exactly.
+
+Beyond SynDigits, the default ``varied`` style also frames digits tight enough to fill
+the image, stretches some to fill it both ways, draws pens from hairline to bold, and
+binarises or lowers the resolution of some, as real digit sets differ in
+(:mod:`~lightning_synth.rendering.digit_style`); ``style="syndigits"`` renders as before.
 """
 
 from __future__ import annotations
 
 import math
 import operator
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
@@ -23,14 +29,48 @@ from PIL import Image, ImageFilter
 from torch.utils.data import Dataset
 
 from lightning_synth.image_io import LUMA_WEIGHTS
+from lightning_synth.rendering.digit_style import low_resolution, low_resolution_side
 from lightning_synth.rendering.fonts import available_digit_fonts, glyph_mask, resolve_fonts
 
-__all__ = ["RenderedDigits", "available_digit_fonts"]
+__all__ = ["PRINTED_STYLES", "PrintedStyle", "RenderedDigits", "available_digit_fonts"]
 
 _LUMA = np.array(LUMA_WEIGHTS, dtype=np.float32)  # the project's one gray convention
 # Stroke change in pixels of a 64 px font: one thin, mostly regular, some bold.
 _WEIGHTS = np.array([-1, 0, 1, 2, 3])
 _WEIGHT_CDF = np.cumsum([0.15, 0.35, 0.25, 0.15, 0.10])
+#: A stretched digit grows by at most this factor in width, so a 1 stays a stroke.
+_MAX_FILL_STRETCH = 3.0
+
+
+@dataclass(frozen=True)
+class PrintedStyle:
+    """Ranges of the appearance of :class:`RenderedDigits` that its styles set.
+
+    Args:
+        fill: range of the share of the image height the font's digit band spans.
+        stretch_fraction: share of digits widened to be as wide as tall (up to 3x).
+        weights: stroke changes in pixels of a 64-pixel font, drawn uniformly from this
+            range of integers; ``None``: SynDigits' mix (-1 to 3, mostly regular).
+        max_shear: largest horizontal shear (slant), as ``dx / dy``.
+        binarize_fraction: share of digits with two colours only (no texture, no noise).
+        low_res_fraction: share of digits stored small and resized back up.
+    """
+
+    fill: tuple[float, float]
+    stretch_fraction: float
+    weights: tuple[int, int] | None
+    max_shear: float
+    binarize_fraction: float
+    low_res_fraction: float
+
+
+#: ``syndigits``: the renderer as it was (house-number crops, SVHN). ``varied``: also
+#: tight crops (fill 1: OCR crops, USPS-like sets), stretched digits (Semeion), hairline
+#: to bold type, bilevel scans and small stored images (see ``digit_style``).
+PRINTED_STYLES: dict[str, PrintedStyle] = {
+    "syndigits": PrintedStyle((0.5, 0.85), 0.0, None, 0.2, 0.0, 0.0),
+    "varied": PrintedStyle((0.5, 1.0), 0.2, (-2, 4), 0.3, 0.2, 0.2),
+}
 
 
 @lru_cache(maxsize=32)
@@ -52,8 +92,13 @@ class RenderedDigits(Dataset):
     indices) and shows that digit near the centre, possibly with neighbouring digits cut
     by the image border as in house-number crops (their values are random and not part of
     the label). Everything else (font, size, aspect,
-    position, rotation, shear, stroke weight, colours, background, blur, noise) is drawn
-    from a generator seeded by ``(seed, i)``.
+    position, rotation, shear, stroke weight, colours, background, blur, noise,
+    binarisation, resolution) is drawn from generators seeded by ``(seed, i)``.
+
+    The ``style`` sets the ranges the arguments from ``fill`` on default to (``None``:
+    the style's): ``varied`` (default) covers tight and loose framings, stretched digits,
+    hairline to bold type, bilevel and low-resolution images; ``syndigits`` renders the
+    SynDigits-like images of house-number crops this renderer made before it had styles.
 
     Args:
         length: number of samples; any size, as images are made on demand.
@@ -68,6 +113,20 @@ class RenderedDigits(Dataset):
         min_contrast: smallest luma difference between digit and background, in [0, 0.9].
         max_blur: largest Gaussian blur standard deviation, in pixels of a 32 px image.
         max_noise: largest standard deviation of the additive (near-Gaussian) pixel noise.
+        style: ``varied`` or ``syndigits``, the ranges of the arguments below.
+        fill: range of the share of the image height the digits' band spans (``varied``:
+            0.5 to 1, house-number crops to tight ones; ``syndigits``: 0.5 to 0.85).
+        stretch_fraction: share of digits widened to be as wide as tall, aspect not kept
+            (``varied``: 0.2).
+        weights: stroke changes in pixels of a 64-pixel font, a range of integers drawn
+            uniformly (``varied``: -2 to 4, hairline to bold; ``syndigits``: -1 to 3,
+            mostly 0).
+        max_shear: largest slant, as ``dx / dy`` (``varied``: 0.3; ``syndigits``: 0.2).
+        binarize_fraction: share of digits in two flat colours, as bilevel scans
+            (``varied``: 0.2).
+        low_res_fraction: share of digits stored at ``min_resolution`` to ``image_size``
+            pixels and resized back up (``varied``: 0.2).
+        min_resolution: smallest side of those low-resolution digits, in pixels.
     """
 
     def __init__(
@@ -82,6 +141,14 @@ class RenderedDigits(Dataset):
         min_contrast: float = 0.3,
         max_blur: float = 1.0,
         max_noise: float = 0.05,
+        style: Literal["varied", "syndigits"] = "varied",
+        fill: tuple[float, float] | None = None,
+        stretch_fraction: float | None = None,
+        weights: tuple[int, int] | None = None,
+        max_shear: float | None = None,
+        binarize_fraction: float | None = None,
+        low_res_fraction: float | None = None,
+        min_resolution: int = 8,
     ) -> None:
         super().__init__()
         _check(length > 0, f"length must be > 0, got {length}; pass the number of samples")
@@ -93,6 +160,32 @@ class RenderedDigits(Dataset):
         _check(0 <= min_contrast <= 0.9, f"min_contrast must be in [0, 0.9], got {min_contrast}")
         _check(max_blur >= 0, f"max_blur must be >= 0, got {max_blur}")
         _check(0 <= max_noise <= 1, f"max_noise must be in [0, 1], got {max_noise}")
+        _check(
+            style in PRINTED_STYLES, f"style must be one of {sorted(PRINTED_STYLES)}, got {style!r}"
+        )
+        base = PRINTED_STYLES[style]
+        self.fill = tuple(float(f) for f in (fill if fill is not None else base.fill))
+        _check(
+            len(self.fill) == 2 and 0 < self.fill[0] <= self.fill[1] <= 1.2,
+            f"fill must satisfy 0 < fill[0] <= fill[1] <= 1.2, got {fill}",
+        )
+        self.weights = tuple(int(w) for w in weights) if weights is not None else base.weights
+        _check(
+            self.weights is None or (len(self.weights) == 2 and self.weights[0] <= self.weights[1]),
+            f"weights must be (lowest, highest), got {weights}",
+        )
+        _check(
+            self.weights is None or self.weights[0] >= -8,
+            f"weights below -8 erase most glyphs, got {weights}",
+        )
+        self.stretch_fraction = _fraction("stretch_fraction", stretch_fraction, base)
+        self.binarize_fraction = _fraction("binarize_fraction", binarize_fraction, base)
+        self.low_res_fraction = _fraction("low_res_fraction", low_res_fraction, base)
+        self.max_shear = float(max_shear if max_shear is not None else base.max_shear)
+        _check(self.max_shear >= 0, f"max_shear must be >= 0, got {max_shear}")
+        _check(min_resolution >= 2, f"min_resolution must be at least 2, got {min_resolution}")
+        self.style = style
+        self.min_resolution = int(min_resolution)
         self.length = int(length)
         self.image_size = int(image_size)
         self.seed = int(seed)
@@ -120,16 +213,38 @@ class RenderedDigits(Dataset):
                 f"index {index} out of range for RenderedDigits of length {self.length}"
             )
         rng = np.random.default_rng((self.seed, index))
+        # The added factors draw from a generator of their own, a fixed number of times,
+        # so the ``syndigits`` style renders the images it rendered before they existed.
+        looks = np.random.default_rng((self.seed, index, 1))
+        stretch, binary, threshold, small, pick = looks.random(5)
         label = index % 10
-        image = self._compose(self._coverage(rng, label), rng)
-        return torch.from_numpy(image), label
+        coverage, share = self._coverage(rng, label, stretch < self.stretch_fraction)
+        low_res = low_resolution_side(
+            small < self.low_res_fraction, pick, self.min_resolution, self.image_size, share
+        )
+        if binary < self.binarize_fraction:
+            coverage = (coverage > 0.35 + 0.3 * threshold).astype(np.float32)
+        image = self._compose(coverage, rng, flat=binary < self.binarize_fraction)
+        image = torch.from_numpy(image)
+        if low_res:
+            image = low_resolution(image[None], torch.tensor([low_res]))[0]
+        return image, label
 
-    def _coverage(self, rng: np.random.Generator, label: int) -> np.ndarray:
-        """Where the ink is (``S x S`` float in [0, 1]): the digit line, shrunk and warped."""
+    def _coverage(
+        self, rng: np.random.Generator, label: int, widen: bool
+    ) -> tuple[np.ndarray, float]:
+        """Where the ink is (``S x S`` float in [0, 1]): the digit line, shrunk and warped;
+        ``widen``: the labelled digit made as wide as it is tall. Also the share of the
+        height the digits' band spans."""
         size, font_size = self.image_size, self._font_size
         font = self.fonts[rng.integers(len(self.fonts))]
-        level = _WEIGHTS[np.searchsorted(_WEIGHT_CDF[:-1], rng.random(), side="right")]
-        weight = round(int(level) * font_size / 64)
+        draw = rng.random()
+        if self.weights is None:
+            level = int(_WEIGHTS[np.searchsorted(_WEIGHT_CDF[:-1], draw, side="right")])
+        else:
+            low, high = self.weights
+            level = low + min(int(draw * (high - low + 1)), high - low)
+        weight = round(level * font_size / 64)
         left = rng.random() < self.neighbor_prob
         right = rng.random() < self.neighbor_prob
         digits = [int(rng.integers(10))] * left + [label] + [int(rng.integers(10))] * right
@@ -147,15 +262,18 @@ class RenderedDigits(Dataset):
 
         # Shrink first (PIL's resize filters, so no aliasing), then rotate and shear at the
         # output resolution, where the affine map is near-isometric and bilinear is enough.
-        zoom = size * rng.uniform(0.5, 0.85) / band  # the digit band fills 50-85% of the height
+        share = rng.uniform(*self.fill)  # of the height, that the digits' band spans
+        zoom = size * share / band
         stretch = math.exp(rng.uniform(-0.25, 0.2))  # condensed to extended type
+        if widen:  # the digit's box made square, as sets that stretch digits to fill
+            stretch = max(stretch, min(ink_h / max(ink_w, 1), _MAX_FILL_STRETCH))
         shape = (max(1, round(line.width * zoom * stretch)), max(1, round(line.height * zoom)))
         small = line.resize(shape, Image.BILINEAR)
         fx, fy = shape[0] / line.width, shape[1] / line.height
         cx, cy, ink_w, ink_h = cx * fx, cy * fy, ink_w * fx, ink_h * fy
 
         theta = math.radians(min(max(rng.normal(0, 0.5), -1), 1) * self.max_rotation)
-        shear = rng.uniform(-0.2, 0.2)
+        shear = rng.uniform(-self.max_shear, self.max_shear)
         cos, sin = math.cos(theta), math.sin(theta)
         # forward = rotation @ [[1, shear], [0, 1]]; its determinant is 1, so the inverse
         # is the adjugate.
@@ -171,10 +289,13 @@ class RenderedDigits(Dataset):
         blur = self.max_blur * size / 32 * rng.random() ** 2  # mostly sharp, some soft
         if blur > 0.3:
             warped = warped.filter(ImageFilter.GaussianBlur(blur))
-        return np.asarray(warped) * np.float32(1 / 255)
+        return np.asarray(warped) * np.float32(1 / 255), share
 
-    def _compose(self, coverage: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Paints ``coverage`` in a foreground colour over a background, adds noise."""
+    def _compose(
+        self, coverage: np.ndarray, rng: np.random.Generator, flat: bool = False
+    ) -> np.ndarray:
+        """Paints ``coverage`` in a foreground colour over a background, adds noise;
+        ``flat``: two colours only (a flat background and no noise)."""
         size = self.image_size
         # Rejection sampling of colour pairs in one vectorised draw: uniform RGB pairs,
         # keep the first whose luma differs enough for the digit to stay legible.
@@ -193,7 +314,7 @@ class RenderedDigits(Dataset):
         # bounded by a quarter of the contrast, so the digit stays the salient thing.
         amplitude = 0.25 * float(light @ _LUMA - dark @ _LUMA) * rng.random()
         kind = rng.random()
-        if kind < 0.3:
+        if kind < 0.3 or flat:
             field = bg[:, None, None]
         elif kind < 0.65:
             angle = rng.uniform(0, 2 * math.pi)
@@ -209,7 +330,9 @@ class RenderedDigits(Dataset):
         image = field + coverage * (fg[:, None, None] - field)
 
         noise = self.max_noise * rng.random()
-        if noise > 0.004:  # below 1/255 it would vanish in any 8-bit copy: skip the cost
+        if (
+            noise > 0.004 and not flat
+        ):  # below 1/255 it would vanish in any 8-bit copy: skip the cost
             # The sum of two uniforms (triangular) looks like Gaussian noise at a quarter
             # of the cost of a normal draw; sqrt(6) makes its std equal ``noise``.
             u = rng.random((2, 3, size, size), dtype=np.float32)
@@ -217,6 +340,12 @@ class RenderedDigits(Dataset):
         if self.channels == 1:
             image = (_LUMA @ image.reshape(3, -1)).reshape(1, size, size)
         return np.ascontiguousarray(image.clip(0, 1), dtype=np.float32)
+
+
+def _fraction(name: str, value: float | None, style: PrintedStyle) -> float:
+    value = float(value if value is not None else getattr(style, name))
+    _check(0 <= value <= 1, f"{name} must be in [0, 1], got {value}")
+    return value
 
 
 @lru_cache(maxsize=32)

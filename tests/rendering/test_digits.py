@@ -16,6 +16,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from torch.utils.data import DataLoader
 
 from lightning_synth.rendering import digits as digits_module
+from lightning_synth.rendering.digit_style import low_resolution
 from lightning_synth.rendering.digits import RenderedDigits, available_digit_fonts
 
 MPL_FONTS = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
@@ -194,3 +195,117 @@ def test_dataloader_workers_render_the_same_images() -> None:
         assert images_a.shape == (12, 3, 32, 32)
         assert torch.equal(images_a, images_b)
         assert torch.equal(labels_a, labels_b)
+
+
+def test_syndigits_style_renders_the_images_it_rendered_before_styles() -> None:
+    # Sums of images rendered by the renderer before it had styles (same seed, indices).
+    dataset = RenderedDigits(length=60, seed=5, channels=1, image_size=28, style="syndigits")
+    sums = [float(dataset[i][0].sum()) for i in (0, 7)]
+    assert sums == pytest.approx([449.1948, 433.7986], abs=5e-3)
+
+
+def _plain(**options) -> RenderedDigits:
+    """One font, gray, no neighbours, rotation, slant, noise or blur: one factor at a time."""
+    settings = {
+        "length": 40,
+        "image_size": 32,
+        "channels": 1,
+        "seed": 1,
+        "fonts": [os.path.join(MPL_FONTS, "DejaVuSans.ttf")],
+        "max_rotation": 0.0,
+        "max_shear": 0.0,
+        "neighbor_prob": 0.0,
+        "max_noise": 0.0,
+        "max_blur": 0.0,
+        "stretch_fraction": 0.0,
+        "binarize_fraction": 0.0,
+        "low_res_fraction": 0.0,
+        "weights": (0, 0),
+        "min_contrast": 0.5,
+    }
+    return RenderedDigits(**{**settings, **options})
+
+
+def _ink_boxes(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Width and height of each image's ink (half its strongest contrast) in pixels."""
+    ink = _ink_maps(images).reshape(len(images), *images.shape[-2:]) > 0.5
+    widths = [np.ptp(np.flatnonzero(mask.any(0))) + 1 for mask in ink]
+    heights = [np.ptp(np.flatnonzero(mask.any(1))) + 1 for mask in ink]
+    return np.array(widths), np.array(heights)
+
+
+def test_fill_sets_how_much_of_the_frame_the_digit_spans() -> None:
+    _, tight = _ink_boxes(_batch(_plain(fill=(1.0, 1.0)), range(40)).numpy())
+    _, loose = _ink_boxes(_batch(_plain(fill=(0.5, 0.5)), range(40)).numpy())
+    assert np.median(tight) >= 30 and tight.min() >= 26  # the digits fill the height
+    assert 13 <= np.median(loose) <= 17
+
+
+def test_stretched_digits_are_as_wide_as_tall() -> None:
+    options = {"fill": (0.8, 0.8)}
+    kept_w, kept_h = _ink_boxes(_batch(_plain(stretch_fraction=0.0, **options), range(40)).numpy())
+    wide_w, wide_h = _ink_boxes(_batch(_plain(stretch_fraction=1.0, **options), range(40)).numpy())
+    not_one = np.arange(40) % 10 != 1
+    assert np.median(kept_w / kept_h) < 0.75
+    assert np.median((wide_w / wide_h)[not_one]) > 0.9
+
+
+def test_heavier_weights_ink_more() -> None:
+    coverage = [
+        float((_ink_maps(_batch(_plain(weights=(w, w)), range(20)).numpy()) > 0.5).mean())
+        for w in (-1, 0, 2, 4)
+    ]
+    assert all(a < b for a, b in zip(coverage, coverage[1:], strict=False)), coverage
+
+
+def test_binarized_digits_have_two_colours() -> None:
+    images = _batch(_plain(binarize_fraction=1.0, max_noise=0.05), range(20))
+    assert all(len(image.unique()) == 2 for image in images)
+    grey = _batch(_plain(), range(20))
+    assert all(len(image.unique()) > 2 for image in grey)
+
+
+def test_low_resolution_is_the_same_digit_resized_down_and_up() -> None:
+    sharp = _batch(_plain(fill=(1.0, 1.0)), range(10))
+    small = _batch(_plain(fill=(1.0, 1.0), low_res_fraction=1.0, min_resolution=8), range(10))
+    sides = []
+    for image, reduced in zip(sharp, small, strict=True):
+        errors = {
+            side: float(
+                (low_resolution(image[None], torch.tensor([side]))[0] - reduced).abs().max()
+            )
+            for side in range(8, 32)
+        }
+        side = min(errors, key=errors.get)
+        assert errors[side] < 1e-5
+        sides.append(side)
+    assert len(set(sides)) > 3  # sides drawn per sample
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"style": "svhn"}, "style must be one of"),
+        ({"fill": (0.9, 0.5)}, "fill must satisfy"),
+        ({"weights": (3, 1)}, "weights must be"),
+        ({"binarize_fraction": -0.1}, "binarize_fraction must be in"),
+        ({"max_shear": -1.0}, "max_shear must be >= 0"),
+    ],
+)
+def test_bad_style_arguments_say_what_is_wrong(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RenderedDigits(**kwargs)
+
+
+def test_source_passes_the_style_and_its_ranges_on() -> None:
+    from lightning_synth.datamodules import RenderedDigitsSource
+
+    source = RenderedDigitsSource(
+        train_length=8, val_length=4, test_length=4, style="syndigits", weights=(1, 2)
+    )
+    dataset = source.dataset("train")
+    assert (
+        dataset.style == "syndigits" and dataset.weights == (1, 2) and dataset.fill == (0.5, 0.85)
+    )
+    expected = RenderedDigits(length=8, seed=0, style="syndigits", weights=(1, 2))
+    assert torch.equal(_batch(dataset, range(8)), _batch(expected, range(8)))
