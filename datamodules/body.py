@@ -60,7 +60,7 @@ class RenderedBodySource(DepthSource):
         test_length: int = 512,
         seed: int = 0,
         noise: DepthSensorNoise | None = None,
-        distance_range: tuple[float, float] = (1.5, 4.0),
+        distance_range: tuple[float, float] = (1.5, 3.5),
         yaw_range: tuple[float, float] = (-180.0, 180.0),
     ) -> None:
         lengths = {"train": train_length, "val": val_length, "test": test_length}

@@ -3,13 +3,16 @@
 Shotton et al. (CVPR 2011) label every pixel of a person in a depth image with one of 31
 body parts, using a classifier trained only on rendered depth maps, and turn the parts
 into 3-D joints by mean shift. This task trains the per-pixel classifier (background
-pixels, label -1, are ignored), reports pixel accuracy, mean per-class accuracy (the
-paper's metric) and mean IoU per domain, and, on validation and test, the joint average
-precision of the mean-shift proposals (``val/joint_map``).
+pixels, label -1, are ignored), by gradient (an MLP or an FCN) or, as in the paper, as a
+randomised decision forest grown from sampled pixels; it reports pixel accuracy, mean
+per-class accuracy (the paper's metric), mean IoU and the left/right confusion rate per
+domain, and, on validation and test, the joint average precision of the mean-shift
+proposals (``val/joint_map``).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -33,12 +36,15 @@ from lightning_synth.batch import (
     Stage,
 )
 from lightning_synth.callbacks import log_image
+from lightning_synth.errors import InputError
 from lightning_synth.metrics.joints import (
     JointAveragePrecision,
     joint_proposals,
     joint_visibility,
 )
+from lightning_synth.metrics.symmetry import LeftRightConfusion
 from lightning_synth.nn.depth_features import DepthComparisonFeatures
+from lightning_synth.nn.forest import DepthForest
 from lightning_synth.nn.segmentation import DepthFCN, PixelClassifier
 from lightning_synth.rendering.body import PART_NAMES, colorize_parts
 from lightning_synth.tasks.base import Adaptation, StepOutput, SynthTask
@@ -103,17 +109,40 @@ def part_map_grid(
 class BodyPartClassifier(SynthTask):
     """Label every depth pixel with one of 31 body parts; propose 3-D joints from the parts.
 
-    Two backbones, chosen by ``backbone`` or injected as ``feature_extractor``:
-    ``depth_features`` (Shotton's depth-comparison features,
-    :class:`~lightning_synth.nn.DepthComparisonFeatures`, then a per-pixel MLP: the
-    paper's decision forest replaced by a differentiable head) and ``fcn`` (a small
-    encoder-decoder, :class:`~lightning_synth.nn.DepthFCN`). ``classifier`` maps the
-    ``B x D x H x W`` features to ``B x 31 x H x W`` logits (default
-    :class:`~lightning_synth.nn.PixelClassifier`).
+    Three backbones, chosen by ``backbone`` (or injected as ``feature_extractor`` and
+    ``classifier``):
 
-    Logs ``{stage}/loss``, per domain ``{stage}/{domain}_acc`` (pixel accuracy),
-    ``_class_acc`` (mean per-class accuracy) and ``_iou`` (mean IoU) over labelled
-    pixels, ``val/joint_map`` and ``test/joint_map`` (joint average precision at
+    * ``depth_features``: Shotton's depth-comparison features
+      (:class:`~lightning_synth.nn.DepthComparisonFeatures`), then a per-pixel MLP
+      (:class:`~lightning_synth.nn.PixelClassifier`) trained by gradient;
+    * ``forest``: the same features, then the paper's randomised decision forest
+      (:class:`~lightning_synth.nn.DepthForest`: ``forest_trees`` trees of depth up to
+      ``forest_depth``), grown by scikit-learn on ``pixels_per_image`` random labelled
+      person pixels of every training frame, and run as tensors on any device;
+    * ``fcn``: a small encoder-decoder (:class:`~lightning_synth.nn.DepthFCN`), then the MLP.
+
+    What ``fit`` does with a forest (any ``classifier`` with a ``fit_forest`` method): the
+    training epoch samples pixels and keeps their features in memory (4 bytes x features x
+    pixels x frames, on the CPU: 128 features and 500 pixels take 256 kB a frame); there
+    is no optimizer and no gradient step (Lightning's warnings that
+    ``configure_optimizers`` and ``training_step`` returned ``None`` are silenced). After the epoch's last batch, or the step at which
+    ``max_steps``, ``max_time`` or a callback ends the fit, the forest is grown, in this
+    process, before the validation that follows: every checkpoint chosen by validation
+    holds the grown forest. The fit then stops (there is nothing left to train; a fitted
+    forest ends a resumed fit at its first step). A run resumed from a checkpoint taken
+    mid-epoch starts sampling afresh. Validation, test, predict, checkpoints,
+    ``load_from_checkpoint``, mixed precision and any accelerator work as for the other
+    backbones. Not available with a forest: training in several processes (DDP: each
+    would grow its own forest on its share of the frames; fit on one device, then
+    validate, test and predict on as many as you like) and ``adaptation`` (it needs
+    features and a classifier trained by gradient).
+
+    Logs ``{stage}/loss`` (for a forest, validation and test only: the negative
+    log-likelihood of its class distributions), per domain ``{stage}/{domain}_acc`` (pixel
+    accuracy), ``_class_acc`` (mean per-class accuracy), ``_iou`` (mean IoU) and, with
+    the 31 parts, ``_lr_confusion`` (the fraction of pixels of a sided part predicted as
+    its mirror part, :class:`~lightning_synth.metrics.symmetry.LeftRightConfusion`) over
+    labelled pixels, ``val/joint_map`` and ``test/joint_map`` (joint average precision at
     ``joint_threshold`` metres over the first ``joint_frames`` frames with known joints of
     each process), and a picture of depth, true and predicted parts to TensorBoard. The
     best checkpoint is chosen by ``val/rendered_class_acc``, which needs no real label.
@@ -121,12 +150,14 @@ class BodyPartClassifier(SynthTask):
     Args:
         feature_extractor: depth ``B x 1 x H x W`` -> features ``B x D x H x W``; default
             set by ``backbone``.
-        classifier: features -> ``B x num_classes x H x W`` logits; default a
-            :class:`~lightning_synth.nn.PixelClassifier` with ``hidden`` layers.
+        classifier: features -> ``B x num_classes x H x W`` scores; default a
+            :class:`~lightning_synth.nn.PixelClassifier` with ``hidden`` layers, or for
+            ``backbone: forest`` a :class:`~lightning_synth.nn.DepthForest`.
         adaptation: a domain-adaptation method, a list of them, or ``null``: per-pixel
             losses on the person's pixels (those with a depth reading), rendered and
             sensor frames alike; see :mod:`lightning_synth.adaptation`.
-        backbone: default feature extractor: ``depth_features`` or ``fcn``.
+        backbone: default networks: ``depth_features`` (depth-comparison features and an
+            MLP), ``forest`` (the same features and a decision forest) or ``fcn``.
         num_classes: number of body parts.
         hidden: hidden layer widths of the default classifier.
         foreground_only: classify only pixels with a depth reading (much faster) when the
@@ -144,6 +175,10 @@ class BodyPartClassifier(SynthTask):
         probability_threshold: pixels vote for a joint only above this part probability.
         push_back: metres from the surface mode back to the joint, along the view ray.
         log_images: draw depth, true and predicted parts of a validation batch each epoch.
+        pixels_per_image: pixels a forest is grown on, drawn at random among the labelled
+            person pixels of each training frame (the paper: 2000).
+        forest_trees: trees of the default forest (the paper: 3).
+        forest_depth: largest depth of its trees (the paper: 20).
     """
 
     monitor: ClassVar[str] = "val/rendered_class_acc"
@@ -154,7 +189,7 @@ class BodyPartClassifier(SynthTask):
         feature_extractor: nn.Module | None = None,
         classifier: nn.Module | None = None,
         adaptation: Adaptation = None,
-        backbone: Literal["depth_features", "fcn"] = "depth_features",
+        backbone: Literal["depth_features", "fcn", "forest"] = "depth_features",
         num_classes: int = len(PART_NAMES),
         hidden: Sequence[int] = (128,),
         foreground_only: bool = True,
@@ -168,11 +203,19 @@ class BodyPartClassifier(SynthTask):
         probability_threshold: float = 0.14,
         push_back: float = 0.039,
         log_images: bool = True,
+        pixels_per_image: int = 2000,
+        forest_trees: int = 3,
+        forest_depth: int = 20,
     ) -> None:
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
         if joint_frames < 0:
             raise ValueError(f"joint_frames must be >= 0, got {joint_frames}")
+        if min(pixels_per_image, forest_trees, forest_depth) < 1:
+            raise ValueError(
+                "pixels_per_image, forest_trees and forest_depth must be positive, got "
+                f"{pixels_per_image}, {forest_trees}, {forest_depth}"
+            )
         super().__init__(
             networks={
                 "feature_extractor": feature_extractor,
@@ -196,30 +239,142 @@ class BodyPartClassifier(SynthTask):
                 feature_extractor = DepthComparisonFeatures()
         self.feature_extractor = feature_extractor
         channels = _channels(feature_extractor)
-        if classifier is None:
+        if classifier is None and hparams.backbone == "forest":
+            classifier = DepthForest(
+                channels,
+                hparams.num_classes,
+                num_trees=hparams.forest_trees,
+                max_depth=hparams.forest_depth,
+            )
+        elif classifier is None:
             classifier = PixelClassifier(channels, hparams.num_classes, hidden=hparams.hidden)
         self.classifier = classifier
+        # Features and labels of the sampled pixels, on the CPU, until the forest is grown.
+        self._forest_features: list[torch.Tensor] = []
+        self._forest_labels: list[torch.Tensor] = []
         self.configure_adaptation(adaptation, channels, hparams.num_classes)
+        if self.grows_forest and len(self.adaptation):
+            raise InputError(
+                "adaptation needs a classifier trained by gradient, and a forest is grown "
+                "from sampled pixels: set adaptation: null, or backbone: depth_features or fcn"
+            )
 
     def configure_metrics(self) -> None:
         k = self.hparams.num_classes
         # Predictions are class indices and labels come checked from the DataModule: skip
         # torchmetrics' per-update validation (a sort of every pixel, a quarter of a step).
         options = {"ignore_index": IGNORE_LABEL, "validate_args": False}
-        self.add_domain_metrics(
-            MetricCollection(
-                {
-                    "acc": MulticlassAccuracy(k, average="micro", **options),
-                    "class_acc": MulticlassAccuracy(k, average="macro", **options),
-                    "iou": MulticlassJaccardIndex(k, **options),
-                }
-            )
-        )
+        metrics: dict[str, Any] = {
+            "acc": MulticlassAccuracy(k, average="micro", **options),
+            "class_acc": MulticlassAccuracy(k, average="macro", **options),
+            "iou": MulticlassJaccardIndex(k, **options),
+        }
+        if k == len(PART_NAMES):  # the sides are those of Shotton's 31 parts
+            metrics["lr_confusion"] = LeftRightConfusion(ignore_index=IGNORE_LABEL)
+        self.add_domain_metrics(MetricCollection(metrics))
         threshold = self.hparams.joint_threshold
         self.joint_ap = nn.ModuleDict(
             {stage: JointAveragePrecision(threshold) for stage in ("val", "test")}
         )
         self._joint_frames_seen = {"val": 0, "test": 0}
+
+    # -- a forest: grown from sampled pixels, not trained by gradient ----------------------
+    @property
+    def grows_forest(self) -> bool:
+        """Whether the classifier is a forest grown by ``fit_forest`` (no gradient training)."""
+        return callable(getattr(self.classifier, "fit_forest", None))
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if stage != "fit" or not self.grows_forest:
+            return
+        if self.trainer.world_size > 1:
+            raise InputError(
+                f"a decision forest is grown in one process, not under DDP "
+                f"({self.trainer.world_size} processes): fit with --trainer.devices=1 "
+                "(validate, test and predict may use several)"
+            )
+        # Expected with a forest: no optimizer, and no loss from training_step (the filters
+        # match these two messages of Lightning's only).
+        for message in ("configure_optimizers", "training_step"):
+            warnings.filterwarnings(
+                "ignore", message=rf"`(LightningModule\.)?{message}` returned `None`"
+            )
+
+    def configure_optimizers(self) -> Any:
+        """The base task's optimizer; ``None`` (no optimizer) for a forest."""
+        if self.grows_forest:
+            return None
+        return super().configure_optimizers()
+
+    def training_step(self, batch: Batch, batch_idx: int) -> StepOutput | None:
+        if not self.grows_forest:
+            return super().training_step(batch, batch_idx)
+        if self.classifier.fitted:
+            # Grown already (a resumed run): there is nothing left to train.
+            self.trainer.should_stop = True
+            return None
+        with torch.no_grad():
+            self._sample_pixels(batch)
+        return None  # no loss, no backward, no optimizer step
+
+    def _sample_pixels(self, batch: Batch) -> None:
+        """Keep the features and labels of up to ``pixels_per_image`` random labelled
+        person pixels of each frame of ``batch`` (on the CPU)."""
+        depth = depth_readings(batch[IMAGE])
+        labels = batch[LABEL].masked_fill(depth[:, 0] == 0, IGNORE_LABEL).flatten()
+        pixels = (labels != IGNORE_LABEL).nonzero()[:, 0]
+        frames = pixels // depth[0, 0].numel()
+        # Random order within each frame: sort by frame + a uniform draw in [0, 1).
+        pixels = pixels[torch.argsort(frames + torch.rand(len(pixels), device=pixels.device))]
+        frames = pixels // depth[0, 0].numel()
+        counts = torch.bincount(frames, minlength=len(depth))
+        first = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(len(pixels), device=pixels.device) - first[frames]
+        chosen = pixels[rank < self.hparams.pixels_per_image]
+        extractor = self.feature_extractor
+        if callable(getattr(extractor, "probe", None)):
+            features = extractor.probe(depth[:, 0], chosen)
+        else:
+            maps = extractor(depth)
+            features = maps.movedim(1, -1).reshape(-1, maps.shape[1]).index_select(0, chosen)
+        self._forest_features.append(features.float().cpu())
+        self._forest_labels.append(labels.index_select(0, chosen).cpu())
+
+    def _grow_forest(self) -> None:
+        """Grow the forest on the pixels sampled so far; end the fit."""
+        features, labels = self._forest_features, self._forest_labels
+        self._forest_features, self._forest_labels = [], []
+        if not features or not sum(len(part) for part in labels):
+            raise RuntimeError(
+                "no labelled person pixel in the training frames: nothing to grow the forest on"
+            )
+        self.classifier.fit_forest(torch.cat(features), torch.cat(labels))
+        self.trainer.should_stop = True
+
+    def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
+        if not self.grows_forest or self.classifier.fitted:
+            return
+        trainer = self.trainer
+        max_steps = trainer.max_steps
+        last_step = max_steps >= 0 and trainer.global_step >= max_steps
+        # Grow now rather than at the epoch's end: in Lightning 2 the epoch's validation
+        # (and the checkpoint it chooses) runs before on_train_epoch_end.
+        if trainer.is_last_batch or trainer.should_stop or last_step:
+            self._grow_forest()
+
+    def on_train_epoch_end(self) -> None:
+        # Whatever ended the epoch early and unseen by on_train_batch_end.
+        if self.grows_forest and not self.classifier.fitted and self._forest_features:
+            self._grow_forest()
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> StepOutput:
+        if self.grows_forest and self.trainer.sanity_checking:
+            with warnings.catch_warnings():
+                # Validation before training: the forest is not grown yet, as expected.
+                warnings.filterwarnings("ignore", message="DepthForest is not fitted")
+                return super().validation_step(batch, batch_idx)
+        return super().validation_step(batch, batch_idx)
 
     # -- the network -----------------------------------------------------------------------
     def _sparse(self) -> bool:

@@ -17,6 +17,7 @@ from lightning_synth.metrics.selection import (
     selection_metric,
     soft_neighborhood_density,
 )
+from lightning_synth.metrics.symmetry import LeftRightConfusion, left_right_confusion
 
 __all__ = ["proxy_a_distance", "joint_error", "bound_terms", "BoundTerms", "DEFAULT_CS"]
 __all__ += ["DomainFeatures", "GenerativeScores", "gan_train_accuracy"]
@@ -24,3 +25,4 @@ __all__ += ["JointAveragePrecision", "joint_proposals"]
 __all__ += ["VALIDATORS", "selection_metric", "soft_neighborhood_density"]
 __all__ += ["information_maximization", "deep_embedded_validation"]
 __all__ += ["DomainGap", "gap_report", "image_statistics"]
+__all__ += ["LeftRightConfusion", "left_right_confusion"]

@@ -1,4 +1,5 @@
-"""BodyPartClassifier: loss on foreground only, both backbones, learning, metrics and the TB picture."""
+"""BodyPartClassifier: loss on foreground only, the backbones (a forest too), learning, metrics
+and the TB picture."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from lightning_synth.adaptation import (
     MinimumClassConfusion,
 )
 from lightning_synth.batch import DOMAIN, IGNORE_LABEL, IMAGE, JOINTS, LABEL, REAL, RENDERED
-from lightning_synth.nn import DepthComparisonFeatures, DepthFCN, PixelClassifier
+from lightning_synth.errors import InputError
+from lightning_synth.nn import DepthComparisonFeatures, DepthFCN, DepthForest, PixelClassifier
 from lightning_synth.rendering.body import PART_PALETTE, BodyRenderer, RenderedBodies
 from lightning_synth.tasks import BodyPartClassifier
 from lightning_synth.tasks.body_parts import part_map_grid
@@ -166,7 +168,7 @@ def test_fit_logs_per_domain_metrics_joint_map_and_the_part_picture(tmp_path: Pa
     trainer.fit(task, datamodule=datamodule)
     logged = trainer.callback_metrics
     for domain in ("rendered", "real"):
-        for name in ("acc", "class_acc", "iou"):
+        for name in ("acc", "class_acc", "iou", "lr_confusion"):
             value = float(logged[f"val/{domain}_{name}"])
             assert 0.0 <= value <= 1.0
     assert 0.0 <= float(logged["val/joint_map"]) <= 1.0
@@ -384,3 +386,118 @@ def test_adapted_body_parts_keep_joints_and_the_part_picture(tmp_path: Path) -> 
     logged = trainer.callback_metrics
     for name in ("val/joint_map", "val/domain_acc", "train/domain_loss", "train/mcc_loss"):
         assert name in logged and math.isfinite(float(logged[name])), sorted(logged)
+
+
+# -- Shotton's decision forest: grown from sampled pixels in `fit` ----------------------------
+
+
+def _forest(**options) -> BodyPartClassifier:
+    options = {"pixels_per_image": 100, "forest_depth": 10, "joint_frames": 4, **options}
+    return BodyPartClassifier(
+        backbone="forest", feature_extractor=DepthComparisonFeatures(num_features=16), **options
+    )
+
+
+def test_forest_backbone_builds_a_forest_on_the_features_and_refuses_adaptation() -> None:
+    task = BodyPartClassifier(backbone="forest", forest_trees=2, forest_depth=7)
+    assert isinstance(task.feature_extractor, DepthComparisonFeatures)
+    forest = task.classifier
+    assert isinstance(forest, DepthForest) and task.grows_forest
+    assert (forest.in_features, forest.num_trees, forest.max_depth) == (128, 2, 7)
+    assert task.configure_optimizers() is None
+    assert not BodyPartClassifier().grows_forest
+    with pytest.raises(InputError, match="adaptation: null"):
+        BodyPartClassifier(backbone="forest", adaptation=MMD())
+
+
+def test_forest_samples_up_to_pixels_per_image_labelled_person_pixels_of_each_frame() -> None:
+    torch.manual_seed(0)
+    task = _forest(pixels_per_image=50)
+    batch = _batch(3)
+    batch[IMAGE][2] = 0.0  # a frame without a person: it gives no pixel
+    batch[LABEL][1, : H // 2] = IGNORE_LABEL  # unknown labels are never sampled
+    extractor, asked = task.feature_extractor, []
+
+    def probe(depth: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        asked.append(index)
+        return DepthComparisonFeatures.probe(extractor, depth, index)
+
+    extractor.probe = probe
+    task._sample_pixels(batch)
+    (index,), (features,), (labels,) = asked, task._forest_features, task._forest_labels
+    depth = batch[IMAGE][:, 0]
+    known = ((depth > 0) & (batch[LABEL] != IGNORE_LABEL)).flatten()
+    assert bool(known[index].all()) and len(index.unique()) == len(index)
+    per_frame = torch.bincount(index // (H * W), minlength=3)
+    available = known.view(3, -1).sum(1)
+    assert available[1] < 50 < available[0]  # one frame has fewer than asked for
+    assert per_frame.tolist() == available.clamp_max(50).tolist()
+    assert torch.equal(features, DepthComparisonFeatures.probe(extractor, depth, index))
+    assert torch.equal(labels, batch[LABEL].flatten()[index])
+    torch.manual_seed(1)
+    task._sample_pixels(batch)  # another draw picks other pixels of the large frame
+    assert not torch.equal(asked[1], index)
+
+
+class _AtValidation(Callback):
+    """Records, at each validation, whether the forest was grown."""
+
+    def __init__(self) -> None:
+        self.fitted: list[tuple[bool, bool]] = []
+
+    def on_validation_start(self, trainer: Trainer, pl_module: BodyPartClassifier) -> None:
+        self.fitted.append((trainer.sanity_checking, pl_module.classifier.fitted))
+
+
+def test_forest_fit_grows_it_before_validation_and_its_best_checkpoint_reloads(
+    tmp_path: Path,
+) -> None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    torch.manual_seed(0)
+    best = ModelCheckpoint(tmp_path / "ckpt", monitor="val/rendered_class_acc", mode="max")
+    spy = _AtValidation()
+    task = _forest()
+    trainer = _trainer(tmp_path, max_epochs=3, num_sanity_val_steps=1, callbacks=[best, spy])
+    datamodule = tiny_body_datamodule(H, W)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(task, datamodule=datamodule)
+    messages = " ".join(str(w.message) for w in caught)
+    # no gradient step, no "returned None" warnings, and no "not fitted" one in the sanity check
+    assert "returned `None`" not in messages and "not fitted" not in messages
+    assert task.classifier.fitted and spy.fitted == [(True, False), (False, True)]
+    assert trainer.current_epoch == 1  # nothing left to train after the first epoch
+    logged = trainer.callback_metrics
+    for name in ("val/rendered_class_acc", "val/real_lr_confusion", "val/joint_map"):
+        assert 0.0 <= float(logged[name]) <= 1.0
+    # chance is ~3% per class; the grown forest does better even on these few frames
+    assert float(logged["val/rendered_acc"]) > 0.1
+    # networks built in Python are not hyper-parameters: the same extractor is passed again
+    loaded = BodyPartClassifier.load_from_checkpoint(
+        best.best_model_path, feature_extractor=DepthComparisonFeatures(num_features=16)
+    )
+    assert loaded.classifier.fitted
+    frames = next(iter(datamodule.val_dataloader()))[IMAGE]
+    assert torch.equal(loaded.predict_parts(frames), task.predict_parts(frames))
+    assert torch.equal(loaded(frames), task(frames))
+    test = trainer.test(loaded, datamodule=datamodule, verbose=False)[0]
+    assert 0.0 <= test["test/real_lr_confusion"] <= 1.0 and math.isfinite(test["test/loss"])
+
+
+def test_forest_is_grown_when_max_steps_ends_the_epoch(tmp_path: Path) -> None:
+    task = _forest()
+    trainer = _trainer(tmp_path, max_steps=2, max_epochs=-1)
+    trainer.fit(task, datamodule=tiny_body_datamodule(H, W))
+    assert trainer.global_step == 2 and task.classifier.fitted
+    # the pixels of the 2 batches of 4 frames (at most 100 each) were all it was grown on
+    assert task.classifier.distribution.numel() > 0 and not task._forest_features
+
+
+def test_forest_refuses_to_train_under_ddp(tmp_path: Path) -> None:
+    task = _forest()
+    trainer = _trainer(tmp_path, devices=2, strategy="ddp_fork", limit_train_batches=1)
+    with pytest.raises(
+        Exception, match=r"not under DDP \(2 processes\): fit with --trainer.devices=1"
+    ):
+        trainer.fit(task, datamodule=tiny_body_datamodule(H, W))
