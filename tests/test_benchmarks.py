@@ -133,3 +133,38 @@ def test_adaptation_digits_runs_every_arm_and_reports_the_gap(tmp_path: Path) ->
     for arm in arms[1:-1]:
         assert "gap_closed" in summary[arm] and "never_below_source_only" in summary[arm]
     assert all(0.0 <= row["test/real_acc"] <= 1.0 for row in result["results"])
+
+
+def test_body_forest_grows_scores_and_times_the_forest(tmp_path: Path) -> None:
+    result = _run(
+        "body_forest.py",
+        *("--height", "30", "--width", "40", "--train-frames", "8", "--pixels-per-image", "50"),
+        *("--test-frames", "4", "--num-features", "16", "--depth", "8", "--frames", "4"),
+        *("--threads", "1", "--json-out", str(tmp_path / "forest.json")),
+    )
+    assert 0 < result["train_pixels"] <= 8 * 50
+    assert 1 <= result["levels"] <= 8 and result["nodes"] > 0
+    # 31 parts: chance is ~3% of the pixels; a forest grown on 8 frames does better
+    assert result["test_pixel_acc"] > 0.06 and 0.0 <= result["test_class_acc"] <= 1.0
+    assert len(result["inference_fps"]) == 3 and min(result["inference_fps"].values()) > 0
+    assert result["speedup_vs_sklearn"] > 0
+
+
+def test_sensor_model_measures_every_effect_and_draws_the_picture(tmp_path: Path) -> None:
+    picture = tmp_path / "sensor.png"
+    result = _run(
+        "sensor_model.py",
+        *("--sizes", "30x40", "--frames", "4", "--threads", "1"),
+        *("--picture", str(picture), "--json-out", str(tmp_path / "sensor.json")),
+    )
+    rows = result["30x40"]
+    assert {"all effects (default)", "projector shadows", "earlier defaults"} <= set(rows)
+    assert all(0.0 <= row["removed"] < 1.0 for row in rows.values())
+    # noise and quantisation move depths but remove no pixel of a person within range
+    axial = rows["axial noise + quantisation"]
+    assert axial["removed"] == 0.0 and axial["mean_abs_error_mm"] > 0
+    assert rows["all effects (default)"]["removed"] > 0
+    from PIL import Image
+
+    with Image.open(picture) as image:
+        assert image.format == "PNG" and min(image.size) > 200
