@@ -360,13 +360,13 @@ class StrokeDigits(Dataset):
 
     def _finish(self, ink: torch.Tensor, looks: list[dict]) -> torch.Tensor:
         """Blur, binarise, resolution, levels, polarity and noise of ``B x S x S`` ink."""
-        ink = gaussian_blur(ink, torch.tensor([look["blur"] for look in looks]))
-        ink = binarize(ink, torch.tensor([look["threshold"] for look in looks]))
+        ink = gaussian_blur(ink, _floats([look["blur"] for look in looks]))
+        ink = binarize(ink, _floats([look["threshold"] for look in looks]))
         sides = torch.tensor([look["low_res"] for look in looks])
         if bool((sides > 0).any()):
             ink = low_resolution(ink[:, None], sides)[:, 0]
-        background = torch.tensor([look["background"] for look in looks])[:, None, None]
-        level = torch.tensor([look["ink"] for look in looks])[:, None, None]
+        background = _floats([look["background"] for look in looks])[:, None, None]
+        level = _floats([look["ink"] for look in looks])[:, None, None]
         if bool((background != 0).any() or (level != 1).any()):
             ink = background + (level - background) * ink
         dark = torch.tensor([look["dark"] for look in looks])
@@ -412,6 +412,11 @@ def _distance_to_paths(paths: list[np.ndarray], size: int, group: int = 32) -> t
         offset_y.sub_(t.mul_(along_y)).square_()
         distance[torch.from_numpy(members)] = offset_x.add_(offset_y).amin(-1).sqrt_()
     return distance
+
+
+def _floats(values: list[float]) -> torch.Tensor:
+    # numpy's float64 scalars would make a float64 tensor, and float64 images
+    return torch.tensor([float(v) for v in values], dtype=torch.float32)
 
 
 def _check(condition: bool, message: str) -> None:

@@ -111,6 +111,7 @@ SHRINK: dict[str, list[str]] = {
     ],
     "dann_handwriting.yaml": _HANDWRITING,
     "dann_plus_handwriting.yaml": _HANDWRITING,
+    "sim2real_digits.yaml": _HANDWRITING,
     "source_only_digits.yaml": [
         "--data.init_args.rendered.init_args.train_length=96",
         "--data.init_args.rendered.init_args.val_length=256",

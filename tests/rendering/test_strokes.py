@@ -210,6 +210,7 @@ def test_blur_low_resolution_and_noise_do_what_they_say() -> None:
 
 def test_varied_default_covers_framings_polarities_and_levels() -> None:
     images = _images(StrokeDigits(length=200, seed=10), range(200))[:, 0]
+    assert images.dtype == torch.float32 and 0 <= images.min() and images.max() <= 1
     dark = images.flatten(1).median(1).values > 0.5
     assert 0.2 < float(dark.float().mean()) < 0.4  # 30 % dark on light
     light = torch.where(dark[:, None, None], 1 - images, images)
