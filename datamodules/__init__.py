@@ -14,6 +14,7 @@ from lightning_synth.datamodules.framing import CanonicalFraming, canonical_fram
 from lightning_synth.datamodules.generated import GeneratedSource
 from lightning_synth.datamodules.images import ImageOptimizationDataModule, StyleTransferDataModule
 from lightning_synth.datamodules.mixed import ImageFormat, MixedDomainDataModule, to_format
+from lightning_synth.datamodules.noisy_images import NoisyImageDataModule, NoisyPhotographs  # noqa: F401
 from lightning_synth.datamodules.real_digits import SklearnDigits, TorchvisionDigits
 from lightning_synth.datamodules.sampling import (
     MixedDomainSampler,

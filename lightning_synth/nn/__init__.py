@@ -2,6 +2,7 @@
 
 from lightning_synth.nn.augment import RandomAffine
 from lightning_synth.nn.backbones import DigitConvNet, feature_dim
+from lightning_synth.nn.denoisers import DnCNN, UNetDenoiser  # noqa: F401
 from lightning_synth.nn.depth_features import DepthComparisonFeatures
 from lightning_synth.nn.domain_adversarial import DomainClassifier, GaninDigitNet, MLPHead
 from lightning_synth.nn.forest import DepthForest

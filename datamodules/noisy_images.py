@@ -1,0 +1,545 @@
+"""``NoisyImageDataModule``: clean photographs through a noise model, and real noisy ones.
+
+The rendered side (domain 0) is a folder of clean photographs (by default scikit-image's
+bundled ones, so every config runs offline) that a noise model from
+:mod:`lightning_synth.rendering` turns into noisy/clean pairs. The real side (domain 1)
+is :class:`NoisyPhotographs`: photographs with real noise in a ``root`` folder, with
+clean references where known. Real photographs enter training *without* their
+references (for adaptation and self-supervised terms); pairs with references are for
+validation and test only.
+
+Both sides are :class:`~lightning_synth.datamodules.DomainSource`\ s whose datasets hold
+whole images; the DataModule (a :class:`~lightning_synth.datamodules.DomainDataModule`,
+the project's one loader factory) crops them for training and adds the synthetic noise.
+Samples follow the batch contract with ``image`` the noisy image, ``reference`` the clean
+one, ``valid`` (``H x W`` bool) the pixels whose reference is known (all or none),
+``label`` -1 and ``domain``; evaluation and prediction samples also carry ``name``.
+Training takes random ``patch_size`` crops (with flips and quarter turns); evaluation and
+prediction take whole images, which a task denoises in tiles.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data._utils.collate import default_collate
+
+from lightning_synth.batch import (
+    IGNORE_LABEL,
+    IMAGE,
+    LABEL,
+    NAME,
+    REAL,
+    REFERENCE,
+    RENDERED,
+    VALID,
+    Batch,
+    Stage,
+)
+from lightning_synth.datamodules.base import DomainDataModule
+from lightning_synth.datamodules.datasets import DomainDataset, InterleavedDataset
+from lightning_synth.datamodules.images import (
+    IMAGE_SUFFIXES,
+    SKIMAGE_PREFIX,
+    find_images,
+    read_image,
+)
+from lightning_synth.datamodules.sources import DomainSource
+from lightning_synth.image_io import to_channels
+from lightning_synth.rendering.camera import CameraNoise
+from lightning_synth.rendering.noise import GaussianNoise
+
+__all__ = [
+    "CLEAN_PHOTOGRAPHS",
+    "CleanPhotographs",
+    "NoisyPair",
+    "NoisyPhotographs",
+    "NoisyImageDataModule",
+    "scene_of",
+]
+
+#: scikit-image's bundled photographs (no download): the default clean images.
+CLEAN_PHOTOGRAPHS = (
+    "skimage:astronaut",
+    "skimage:coffee",
+    "skimage:rocket",
+    "skimage:camera",
+    "skimage:coins",
+    "skimage:brick",
+    "skimage:grass",
+    "skimage:gravel",
+)
+#: Other bundled photographs, through another camera-noise seed, that stand in for real
+#: noisy photographs when :class:`NoisyPhotographs` has no ``root``.
+_STAND_INS = ("skimage:chelsea", "skimage:clock", "skimage:moon")
+#: File-name suffixes of PolyU-style pairs: ``<name>_real.JPG`` / ``<name>_mean.JPG``.
+_PAIR_SUFFIXES = (("_real", "_mean"), ("_noisy", "_clean"))
+_CROP_NUMBER = re.compile(r"_\d+$")
+# Items of each stage and domain use their own random streams.
+_STAGE_SEED = {"train": 0, "val": 1_000_003, "test": 2_000_003}
+_DOMAIN_SEED = 500_009
+
+
+def scene_of(name: str) -> str:
+    """The scene a photograph shows: its name without a trailing ``_<number>`` (the crop
+    number of PolyU-style names, ``Canon5D2_..._chair_11`` -> ``Canon5D2_..._chair``).
+
+    Args:
+        name: the image's name (file name without its suffix and pair suffix).
+    """
+    return _CROP_NUMBER.sub("", name)
+
+
+@dataclass(frozen=True)
+class NoisyPair:
+    """One real photograph: its name, noisy file and clean reference (``None``: unknown)."""
+
+    name: str
+    noisy: str
+    reference: str | None = None
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _image_size(path: str) -> tuple[int, int]:
+    """``(height, width)`` from the file's header, without decoding the pixels."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except OSError as error:
+        raise ValueError(f"cannot read {path!r} as an image: {error}") from error
+    return height, width
+
+
+def find_pairs(root: str | Path) -> list[NoisyPair]:
+    """The noisy photographs in ``root`` and their references, sorted by name.
+
+    Layouts, tried in order: ``noisy/`` and ``clean/`` subfolders (files matched by name
+    without suffix; a noisy file without a clean one has no reference); PolyU-style
+    ``<name>_real.*`` with ``<name>_mean.*`` (or ``_noisy``/``_clean``); otherwise every
+    image in ``root`` is a noisy photograph without reference.
+
+    Args:
+        root: the folder.
+    """
+    folder = Path(root).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no folder {str(root)!r} of noisy photographs")
+    kinds = "/".join(IMAGE_SUFFIXES)
+    if (folder / "noisy").is_dir():
+        noisy = _image_files(folder / "noisy")
+        clean_dir = folder / "clean"
+        clean = {p.stem: p for p in _image_files(clean_dir)} if clean_dir.is_dir() else {}
+        pairs = [
+            NoisyPair(p.stem, str(p), str(clean[p.stem]) if p.stem in clean else None)
+            for p in noisy
+        ]
+        where = f"{folder / 'noisy'}"
+    else:
+        files = _image_files(folder)
+        by_stem = {p.stem: p for p in files}
+        pairs = []
+        for noisy_suffix, clean_suffix in _PAIR_SUFFIXES:
+            for path in files:
+                if path.stem.endswith(noisy_suffix):
+                    name = path.stem[: -len(noisy_suffix)]
+                    clean_path = by_stem.get(name + clean_suffix)
+                    pairs.append(
+                        NoisyPair(name, str(path), str(clean_path) if clean_path else None)
+                    )
+            if pairs:
+                break
+        if not pairs:  # a plain folder of noisy photographs
+            pairs = [NoisyPair(p.stem, str(p)) for p in files]
+        where = str(folder)
+    if not pairs:
+        raise FileNotFoundError(
+            f"folder {where!r} has no {kinds} images; expected noisy photographs, PolyU-style "
+            f"<name>_real/<name>_mean pairs, or noisy/ and clean/ subfolders"
+        )
+    for pair in pairs:
+        if pair.reference is not None:
+            noisy_size, clean_size = _image_size(pair.noisy), _image_size(pair.reference)
+            if noisy_size != clean_size:
+                raise ValueError(
+                    f"the noisy image {pair.noisy!r} is {noisy_size[0]} x {noisy_size[1]} but "
+                    f"its reference {pair.reference!r} is {clean_size[0]} x {clean_size[1]}; "
+                    f"pairs must match pixel for pixel"
+                )
+    return sorted(pairs, key=lambda pair: pair.name)
+
+
+class NoisyPhotographs(DomainSource):
+    """Photographs with real noise, and their clean references where known.
+
+    Training uses every noisy photograph (references hidden); validation and test use
+    the pairs with references: all of them in both, or, with ``val_scenes``, those scenes
+    for validation and the rest for test (scenes, not crops, so no scene is in both; see
+    :func:`scene_of`). ``predict`` denoises every noisy photograph.
+
+    Without ``root``, scikit-image photographs through camera noise of another seed stand
+    in (so configs run offline); that is *not* real noise. Point ``root`` at your photos.
+
+    Args:
+        root: folder of noisy photographs (see :func:`find_pairs` for the layouts).
+        val_scenes: scenes (or names) held out for validation; empty: validate and test
+            on all pairs.
+        stand_in_noise: noise of the stand-in photographs (without ``root``); default a
+            :class:`~lightning_synth.rendering.camera.CameraNoise` (each photograph seeded
+            by its name).
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        val_scenes: Sequence[str] = (),
+        stand_in_noise: nn.Module | None = None,
+    ) -> None:
+        self.root = root
+        self.val_scenes = tuple(val_scenes)
+        self.stand_in_noise = stand_in_noise
+        self._pairs: list[NoisyPair] | None = None
+
+    def prepare(self) -> None:
+        self.pairs()
+
+    def dataset(self, stage: Stage | Literal["predict"]) -> Dataset:
+        """Whole images of ``stage`` (see :meth:`stage_pairs`); references hidden in training."""
+        return _PairImages(self, self.stage_pairs(stage), hide=stage == "train")
+
+    def pairs(self) -> list[NoisyPair]:
+        """Every photograph of the source (found once, then cached)."""
+        if self._pairs is None:
+            if self.root is None:
+                stems = [name[len(SKIMAGE_PREFIX) :] for name in _STAND_INS]
+                self._pairs = [
+                    NoisyPair(s, f"{SKIMAGE_PREFIX}{s}", f"{SKIMAGE_PREFIX}{s}") for s in stems
+                ]
+            else:
+                self._pairs = find_pairs(self.root)
+            known = {scene_of(p.name) for p in self._pairs} | {p.name for p in self._pairs}
+            unknown = [scene for scene in self.val_scenes if scene not in known]
+            if unknown:
+                raise ValueError(f"val_scenes {unknown} are not among the photographs' scenes")
+        return self._pairs
+
+    def stage_pairs(self, stage: Stage | Literal["predict"]) -> list[NoisyPair]:
+        """The photographs of ``stage`` (training and predict: all; val/test: pairs)."""
+        pairs = self.pairs()
+        if stage in ("train", "predict"):
+            return pairs
+        paired = [p for p in pairs if p.reference is not None]
+        if not self.val_scenes:
+            return paired
+        held = set(self.val_scenes)
+        in_val = [p for p in paired if scene_of(p.name) in held or p.name in held]
+        return in_val if stage == "val" else [p for p in paired if p not in in_val]
+
+    def load(self, pair: NoisyPair) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The noisy image and its reference (``C x H x W`` in [0, 1]; ``None``: unknown)."""
+        if self.root is None:  # the stand-in: noise made here, a fixed seed per image
+            clean = read_image(pair.noisy)
+            noise = self.stand_in_noise or CameraNoise(seed=1)
+            generator = torch.Generator().manual_seed(sum(map(ord, pair.name)))
+            return noise(clean[None], generator)[0], clean
+        noisy = read_image(pair.noisy)
+        reference = None if pair.reference is None else read_image(pair.reference)
+        if reference is not None and reference.shape[-2:] != noisy.shape[-2:]:
+            raise ValueError(f"{pair.noisy!r} and its reference {pair.reference!r} differ in size")
+        return noisy, reference
+
+
+class CleanPhotographs(DomainSource):
+    """Clean photographs, whole, for the rendered side (noise is added by the DataModule).
+
+    Args:
+        images: files, folders, globs or ``skimage:NAME`` for training.
+        val_images: photographs for validation and test; ``None``: ``images`` again.
+    """
+
+    def __init__(
+        self, images: Sequence[str] = CLEAN_PHOTOGRAPHS, val_images: Sequence[str] | None = None
+    ) -> None:
+        if not images:
+            raise ValueError("give at least one clean photograph")
+        self.images = list(images)
+        self.val_images = None if val_images is None else list(val_images)
+
+    def files(self, stage: Stage) -> list[str]:
+        """The photographs of ``stage``."""
+        chosen = self.images if stage == "train" or self.val_images is None else self.val_images
+        return find_images(chosen)
+
+    def prepare(self) -> None:
+        self.files("train")
+        self.files("val")
+
+    def dataset(self, stage: Stage) -> Dataset:
+        return _CleanImages(self.files(stage))
+
+
+class _Cached:
+    """Decoded images by index, per process (each DataLoader worker keeps its own)."""
+
+    def __init__(self) -> None:
+        self.cache: dict[int, Batch] = {}
+
+    def item(self, index: int) -> Batch:
+        if index not in self.cache:
+            self.cache[index] = self.load(index)
+        return dict(self.cache[index])
+
+    def load(self, index: int) -> Batch:
+        raise NotImplementedError
+
+
+class _CleanImages(_Cached, Dataset):
+    """Whole clean photographs: ``image`` (clean), ``name``."""
+
+    def __init__(self, files: list[str]) -> None:
+        super().__init__()
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, index: int) -> Batch:
+        file = self.files[index]
+        name = file[len(SKIMAGE_PREFIX) :] if file.startswith(SKIMAGE_PREFIX) else Path(file).stem
+        return {IMAGE: read_image(file), NAME: name}  # type: ignore[dict-item]
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.item(index)
+
+
+class _PairImages(_Cached, Dataset):
+    """Whole real photographs: ``image`` (noisy), ``reference`` (``None`` when unknown or
+    hidden), ``name``."""
+
+    def __init__(self, source: NoisyPhotographs, pairs: list[NoisyPair], hide: bool) -> None:
+        super().__init__()
+        self.source, self.pairs, self.hide = source, pairs, hide
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, index: int) -> Batch:
+        pair = self.pairs[index]
+        noisy, reference = self.source.load(pair)
+        return {IMAGE: noisy, REFERENCE: None if self.hide else reference, NAME: pair.name}  # type: ignore[dict-item]
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.item(index)
+
+
+def _augment(image: torch.Tensor, code: int) -> torch.Tensor:
+    """One of the 8 flips and quarter turns of a square patch."""
+    if code & 4:
+        image = image.flip(-1)
+    return torch.rot90(image, code % 4, dims=(-2, -1))
+
+
+def _random_crop(
+    images: Sequence[torch.Tensor], size: int, generator: torch.Generator
+) -> list[torch.Tensor]:
+    """The same random ``size`` crop of each image (mirrored up to ``size`` if smaller)."""
+    height, width = images[0].shape[-2:]
+    top = int(torch.randint(max(height - size, 0) + 1, (1,), generator=generator))
+    left = int(torch.randint(max(width - size, 0) + 1, (1,), generator=generator))
+    crops = []
+    for image in images:
+        crop = image[..., top : top + size, left : left + size]
+        pad_h, pad_w = size - crop.shape[-2], size - crop.shape[-1]
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < crop.shape[-2] and pad_w < crop.shape[-1] else "replicate"
+            crop = F.pad(crop[None], (0, pad_w, 0, pad_h), mode=mode)[0]
+        crops.append(crop)
+    return crops
+
+
+def _sample(noisy: torch.Tensor, reference: torch.Tensor | None) -> Batch:
+    known = reference is not None
+    return {
+        IMAGE: noisy.contiguous(),
+        REFERENCE: reference.contiguous() if known else torch.zeros_like(noisy),
+        VALID: torch.full(noisy.shape[-2:], known, dtype=torch.bool),
+        LABEL: torch.tensor(IGNORE_LABEL),
+    }
+
+
+class _Noisy(Dataset):
+    """A whole-image dataset as denoising samples, in ``channels`` channels.
+
+    With ``noise`` (the rendered side) the image is the clean reference and the noise is
+    drawn from a generator seeded with ``seed + index``; without, the image is already
+    noisy and its ``reference`` is kept (``None``: unknown). With ``length`` it yields that
+    many random ``patch_size`` crops (with flips and quarter turns) of the images in turn.
+    """
+
+    def __init__(
+        self,
+        images: Dataset,
+        channels: int,
+        noise: nn.Module | None,
+        seed: int,
+        length: int | None = None,
+        patch_size: int = 64,
+    ) -> None:
+        self.images, self.channels, self.noise, self.seed = images, channels, noise, seed
+        self.length, self.patch_size = length, patch_size
+        self.count = len(images)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return self.count if self.length is None else self.length
+
+    def __getitem__(self, index: int) -> Batch:
+        generator = torch.Generator().manual_seed(self.seed + index)
+        item = self.images[index % self.count]
+        reference = item[IMAGE] if self.noise is not None else item.get(REFERENCE)
+        noisy = None if self.noise is not None else item[IMAGE]
+        pictures = [to_channels(x, self.channels) for x in (noisy, reference) if x is not None]
+        if self.length is not None:
+            code = int(torch.randint(8, (1,), generator=generator))
+            crops = _random_crop(pictures, self.patch_size, generator)
+            pictures = [_augment(x, code) for x in crops]
+        if self.noise is not None:
+            (reference,) = pictures
+            noisy = self.noise(reference[None], [generator])[0]
+        else:
+            noisy, reference = pictures[0], pictures[1] if len(pictures) > 1 else None
+        sample = _sample(noisy, reference)
+        if self.length is None:
+            sample[NAME] = item[NAME]
+        return sample
+
+
+def _collate_whole_images(samples: list[Batch]) -> Batch:
+    sizes = {tuple(sample[IMAGE].shape) for sample in samples}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"whole images of different sizes {sorted(sizes)} cannot share a batch: "
+            f"set eval_batch_size: 1"
+        )
+    return default_collate(samples)
+
+
+class NoisyImageDataModule(DomainDataModule):
+    """Clean photographs with synthetic noise (domain 0) and real noisy photographs (1).
+
+    Training batches hold ``round(batch_size * real_fraction)`` real crops (references
+    hidden) and the rest rendered crops, composed as every mixed-domain DataModule composes
+    them (:class:`~lightning_synth.datamodules.DomainDataModule`). Validation and test
+    hold whole images of both domains: ``val_clean`` (or ``clean``) with fixed noise, and
+    the real source's pairs; ``predict`` denoises every real noisy photograph.
+
+    Args:
+        clean: clean photographs (files, folders, globs or ``skimage:NAME``).
+        noise: the noise model (a module of :mod:`lightning_synth.rendering`, e.g.
+            ``GaussianNoise`` or ``CameraNoise``); default ``GaussianNoise()``.
+        real: the real noisy photographs; default :class:`NoisyPhotographs` (stand-ins
+            without a ``root``).
+        val_clean: clean photographs for the rendered validation and test images (whole,
+            fixed noise); ``None`` uses ``clean`` with other noise.
+        channels: 1 (gray) or 3 (colour); images are converted before the noise is added.
+        patch_size: side of the training crops.
+        train_length: rendered crops per epoch (crop ``i`` depends only on ``seed`` and
+            ``i``, so epochs repeat them: raise this rather than the number of epochs);
+            the real side gives as many batches' worth.
+        batch_size: training crops per batch and process.
+        real_fraction: share of each training batch that is real (0: the rendered side
+            only, a source-only run).
+        eval_batch_size: whole images per validation/test/predict batch (1 allows any
+            mix of sizes).
+        num_workers: DataLoader worker processes.
+        seed: seed of crops, noise and batch composition.
+    """
+
+    def __init__(
+        self,
+        clean: Sequence[str] = CLEAN_PHOTOGRAPHS,
+        noise: nn.Module | None = None,
+        real: NoisyPhotographs | None = None,
+        val_clean: Sequence[str] | None = None,
+        channels: Literal[1, 3] = 3,
+        patch_size: int = 64,
+        train_length: int = 4096,
+        batch_size: int = 16,
+        real_fraction: float = 0.0,
+        eval_batch_size: int = 1,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            CleanPhotographs(clean, val_clean),
+            real if real is not None else NoisyPhotographs(),
+            batch_size=batch_size,
+            real_fraction=real_fraction,
+            num_workers=num_workers,
+            seed=seed,
+        )
+        if eval_batch_size < 1 or train_length < 1 or patch_size < 8:
+            raise ValueError(
+                "eval_batch_size and train_length must be positive and patch_size at least "
+                f"8, got {eval_batch_size}, {train_length}, {patch_size}"
+            )
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        self.noise = noise if noise is not None else GaussianNoise()
+        self.channels, self.patch_size, self.train_length = channels, patch_size, train_length
+        self.eval_batch_size = eval_batch_size
+
+    def setup(self, stage: str) -> None:
+        # Find the files and check the pairs now, not after an epoch of training.
+        self.rendered.prepare()
+        self.real.prepare()
+
+    def _seed(self, stage: str, domain: int) -> int:
+        return self.seed * 10_000_019 + _STAGE_SEED.get(stage, 3_000_017) + domain * _DOMAIN_SEED
+
+    def source_dataset(self, stage: Stage, domain: int) -> Dataset:
+        images = self.source(domain).dataset(stage)
+        noise = self.noise if domain == RENDERED else None
+        if stage != "train":
+            return _Noisy(images, self.channels, noise, self._seed(stage, domain))
+        length = self.train_length
+        if domain == REAL and self.real_fraction < 1:
+            # As many batches' worth as the rendered side: one epoch is one pass of both.
+            share = self.real_fraction / (1 - self.real_fraction)
+            length = max(1, round(self.train_length * share))
+        return _Noisy(
+            images, self.channels, noise, self._seed(stage, domain), length, self.patch_size
+        )
+
+    def _whole_images(self, dataset: Dataset) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            collate_fn=_collate_whole_images,
+        )
+
+    def evaluation_loader(self, stage: Stage) -> DataLoader:
+        both = InterleavedDataset(
+            self.domain_dataset(stage, RENDERED), self.domain_dataset(stage, REAL)
+        )
+        return self._whole_images(both)
+
+    def predict_dataloader(self) -> DataLoader:
+        """Every real noisy photograph, whole (with its reference where known)."""
+        photos = _Noisy(self.real.dataset("predict"), self.channels, None, 0)
+        return self._whole_images(DomainDataset(photos, REAL))

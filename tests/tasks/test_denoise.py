@@ -1,0 +1,228 @@
+"""Tests of the ``Denoiser`` task, its networks and its two configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import CONFIGS, FAST_TRAINER
+from lightning.pytorch import Trainer
+from PIL import Image
+
+from lightning_synth.adaptation import CORAL
+from lightning_synth.batch import DOMAIN, IMAGE, LABEL, REAL, REFERENCE, VALID
+from lightning_synth.datamodules.noisy_images import NoisyImageDataModule, NoisyPhotographs
+from lightning_synth.nn.denoisers import (
+    DnCNN,
+    UNetDenoiser,
+    neighbor2neighbor_loss,
+    neighbor_indices,
+    noise2self_loss,
+    tiled,
+)
+from lightning_synth.rendering.noise import GaussianNoise
+from lightning_synth.tasks import Denoiser
+
+#: Overrides that shrink the two denoising configs to a test's size.
+DENOISE_SHRINK = [
+    "--data.init_args.clean=[skimage:camera]",
+    "--data.init_args.patch_size=16",
+    "--data.init_args.train_length=24",
+    "--data.init_args.batch_size=4",
+    "--model.init_args.network.init_args.depth=3",
+    "--model.init_args.network.init_args.width=8",
+]
+
+
+def _smooth_image(path: Path, height: int, width: int, seed: int, gray: bool = False) -> None:
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((3, 4, 1 if gray else 3))
+    image = Image.fromarray((coarse * 255).astype(np.uint8).squeeze()).resize((width, height))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
+
+def _data(tmp_path: Path, **options: object) -> NoisyImageDataModule:
+    for index in range(3):
+        _smooth_image(tmp_path / "clean" / f"c{index}.png", 40, 48, seed=index)
+    for index in range(2):  # real pairs: the reference plus some noise
+        _smooth_image(tmp_path / "real" / f"s_{index}_mean.png", 30, 34, seed=10 + index)
+        clean = np.asarray(Image.open(tmp_path / "real" / f"s_{index}_mean.png"), dtype=float)
+        noisy = clean + np.random.default_rng(index).normal(0, 20, clean.shape)
+        Image.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(
+            tmp_path / "real" / f"s_{index}_real.png"
+        )
+    settings: dict[str, object] = {
+        "clean": [str(tmp_path / "clean")],
+        "noise": GaussianNoise(sigma=0.1),
+        "real": NoisyPhotographs(root=str(tmp_path / "real")),
+        "patch_size": 16,
+        "train_length": 64,
+        "batch_size": 4,
+        "real_fraction": 0.5,
+    }
+    return NoisyImageDataModule(**{**settings, **options})  # type: ignore[arg-type]
+
+
+def _trainer(tmp_path: Path, **options: object) -> Trainer:
+    settings: dict[str, object] = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "max_steps": 3,
+        "limit_val_batches": 5,
+        "num_sanity_val_steps": 0,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "default_root_dir": tmp_path,
+    }
+    return Trainer(**{**settings, **options})  # type: ignore[arg-type]
+
+
+def _tiny(**options: object) -> Denoiser:
+    settings: dict[str, object] = {"network": DnCNN(3, depth=3, width=8), "log_images": False}
+    return Denoiser(**{**settings, **options})  # type: ignore[arg-type]
+
+
+def test_fit_learns_to_denoise_and_reports_each_domain(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _tiny(lr=0.01, scheduler="none")
+    trainer = _trainer(tmp_path, max_steps=40)
+    trainer.fit(model, _data(tmp_path, real_fraction=0.0))
+    (metrics,) = trainer.validate(model, _data(tmp_path), verbose=False)
+    for name in ("psnr", "ssim", "noisy_psnr"):
+        assert np.isfinite(metrics[f"val/rendered_{name}"]) and np.isfinite(
+            metrics[f"val/real_{name}"]
+        )
+    # 40 steps of a tiny network already beat the noisy input on both sides.
+    assert metrics["val/rendered_psnr"] > metrics["val/rendered_noisy_psnr"] + 1.0
+    assert metrics["val/real_psnr"] > metrics["val/real_noisy_psnr"]
+    (tested,) = trainer.test(model, _data(tmp_path), verbose=False)
+    assert "test/real_psnr" in tested and "test/rendered_ssim" in tested
+
+
+def test_adaptation_and_self_supervised_terms_train_on_real_images(tmp_path: Path) -> None:
+    for mode in ("neighbor2neighbor", "noise2self"):
+        model = _tiny(adaptation=CORAL(schedule="constant"), self_supervised=mode)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        trainer = _trainer(tmp_path)
+        trainer.fit(model, _data(tmp_path))
+        logged = trainer.callback_metrics
+        assert {"train/coral_loss", "train/self_supervised_loss", "train/supervised_loss"} <= set(
+            logged
+        )
+        assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    # A batch of real images alone: the self-supervised term still trains the network.
+    model = _tiny(self_supervised="neighbor2neighbor")
+    noisy = torch.rand(2, 3, 16, 16)
+    batch = {
+        IMAGE: noisy,
+        REFERENCE: torch.zeros_like(noisy),
+        VALID: torch.zeros(2, 16, 16, dtype=torch.bool),
+        LABEL: torch.full((2,), -1),
+        DOMAIN: torch.full((2,), REAL),
+    }
+    loss = model._training_step(batch)["loss"]  # noqa: SLF001 - the step without a Trainer
+    loss.backward()
+    assert loss > 0 and model.network.head.weight.grad.abs().sum() > 0
+
+
+def test_adaptation_needs_a_network_with_features() -> None:
+    with pytest.raises(ValueError, match="forward_with_features"):
+        Denoiser(network=torch.nn.Conv2d(3, 3, 3, padding=1), adaptation=CORAL())
+
+
+def test_bf16_mixed_precision(tmp_path: Path) -> None:
+    model = _tiny(adaptation=CORAL(), self_supervised="neighbor2neighbor")
+    trainer = _trainer(tmp_path, precision="bf16-mixed", max_steps=2)
+    trainer.fit(model, _data(tmp_path))
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    (metrics,) = trainer.validate(model, _data(tmp_path), verbose=False)
+    assert np.isfinite(metrics["val/real_psnr"]) and metrics["val/real_psnr"] > 5
+
+
+def test_ddp_two_processes(tmp_path: Path) -> None:
+    model = _tiny(adaptation=CORAL())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = _trainer(
+        tmp_path, devices=2, strategy="ddp_spawn", max_steps=2, limit_val_batches=None
+    )
+    trainer.fit(model, _data(tmp_path))
+    assert trainer.world_size == 2
+    changed = [
+        k
+        for k, v in model.state_dict().items()
+        if v.is_floating_point() and not torch.equal(v, before[k])
+    ]
+    assert changed, "no weight changed after 2 DDP steps"
+
+
+def test_predict_writes_each_image_of_a_folder_at_its_size(tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    sizes = {"wide": (37, 53), "tall": (45, 19), "tiny": (9, 7)}
+    for seed, (name, (height, width)) in enumerate(sizes.items()):
+        _smooth_image(folder / f"{name}.jpg", height, width, seed, gray=name == "tall")
+    data = _data(tmp_path, real=NoisyPhotographs(root=str(folder)))
+    # Tiles smaller than the images, and a U-Net that needs sides divisible by 4.
+    model = Denoiser(network=UNetDenoiser(3, width=4, levels=2), tile_size=16, tile_overlap=4)
+    trainer = _trainer(tmp_path, logger=False)
+    predictions = trainer.predict(model, data)
+    written = {p.stem: Image.open(p).size for p in (tmp_path / "denoised").glob("*.png")}
+    assert written == {name: (width, height) for name, (height, width) in sizes.items()}
+    assert len(predictions) == 3
+    assert all(torch.isnan(p["psnr"]).all() and (p["removed_std"] >= 0).all() for p in predictions)
+
+
+def test_tiles_blend_back_into_the_whole_image() -> None:
+    images = torch.rand(2, 3, 37, 50)
+    assert torch.allclose(tiled(lambda x: 2 * x, images, tile_size=16, overlap=6), 2 * images)
+    blur = torch.nn.Conv2d(3, 3, 3, padding=1, bias=False)
+    with torch.no_grad():
+        whole = blur(images)
+        tiles = tiled(blur, images, tile_size=24, overlap=8)
+    # Only pixels next to a tile's border see its padding, and there the ramp weighs little.
+    assert (tiles - whole).abs().mean() < 0.01 * whole.abs().mean()
+    net = UNetDenoiser(3, width=4, levels=2)
+    assert net(images).shape == images.shape
+
+
+def test_neighbor_sub_sampler_picks_adjacent_pixels_of_each_cell() -> None:
+    rows = torch.arange(8.0).view(1, 1, 8, 1).expand(2, 1, 8, 10)
+    cols = torch.arange(10.0).view(1, 1, 1, 10).expand(2, 1, 8, 10)
+    coords = torch.cat([rows, cols], dim=1)
+    first, second = neighbor_indices(coords)
+    from lightning_synth.nn.denoisers import _take
+
+    a, b = _take(coords, first), _take(coords, second)
+    distance = (a - b).abs().sum(dim=1)
+    assert torch.equal(distance, torch.ones_like(distance))  # direct neighbours
+    assert torch.equal((a // 2), (b // 2))  # within one 2 x 2 cell
+    # The losses are differentiable and zero for a perfect, noise-free identity case.
+    flat = torch.full((1, 3, 8, 8), 0.5)
+    identity = torch.nn.Identity()
+    assert neighbor2neighbor_loss(identity, flat, flat) == 0
+    assert noise2self_loss(identity, flat) == 0
+
+
+@pytest.mark.parametrize("name", ["denoise_gaussian.yaml", "denoise_camera.yaml"])
+def test_config_runs_through_the_cli(name: str, run_cli) -> None:
+    config = str(CONFIGS / name)
+    run_dir = run_cli("fit", f"--config={config}", *FAST_TRAINER, *DENOISE_SHRINK)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["model"]["class_path"].endswith("Denoiser")
+    model = Denoiser.load_from_checkpoint(last, map_location="cpu")
+    state = torch.load(last, map_location="cpu", weights_only=False)["state_dict"]
+    assert all(torch.equal(value, state[key]) for key, value in model.state_dict().items())
+    run_cli("test", f"--config={config}", *FAST_TRAINER, *DENOISE_SHRINK, f"--ckpt_path={last}")
+    predict_dir = run_cli(
+        "predict", f"--config={config}", *FAST_TRAINER, *DENOISE_SHRINK, f"--ckpt_path={last}"
+    )
+    predictions = torch.load(predict_dir / "predictions-rank0.pt")
+    assert len(predictions["psnr"]) == len(predictions["removed_std"]) == 2
+    assert len(list((predict_dir / "denoised").glob("*.png"))) == 2
