@@ -168,3 +168,24 @@ def test_sensor_model_measures_every_effect_and_draws_the_picture(tmp_path: Path
 
     with Image.open(picture) as image:
         assert image.format == "PNG" and min(image.size) > 200
+
+
+def test_body_parts_backbones_trains_each_backbone_within_its_cpu_budget(tmp_path: Path) -> None:
+    result = _run(
+        "body_parts_backbones.py",
+        *("--budget", "0.02", "--height", "30", "--width", "40", "--batch-size", "4"),
+        *("--pixels-per-image", "50", "--forest-frames", "16", "--test-frames", "4"),
+        *("--speed-height", "48", "--speed-width", "64", "--speed-frames", "2"),
+        *("--threads", "1", "--json-out", str(tmp_path / "backbones.json")),
+    )
+    runs = result["runs"]
+    assert set(runs) == {"forest", "depth_features", "fcn"}
+    # the forest samples its 16 frames (4 a batch), the others train until the budget ends
+    assert runs["forest"][0]["train_frames"] == 16
+    assert all(run[0]["train_cpu_minutes"] >= 0.02 for run in (runs["depth_features"], runs["fcn"]))
+    for name in ("forest", "depth_features"):  # chance is ~3% of the pixels
+        assert runs[name][0]["renders"]["pixel_acc"] > 0.06
+    for (run,) in runs.values():
+        for domain in ("renders", "sensor"):
+            assert all(0.0 <= run[domain][k] <= 1.0 for k in ("class_acc", "joint_map"))
+        assert run["fps"] > 0 and run["frames_per_cpu_second"] > 0
