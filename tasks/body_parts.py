@@ -121,21 +121,23 @@ class BodyPartClassifier(SynthTask):
       person pixels of every training frame, and run as tensors on any device;
     * ``fcn``: a small encoder-decoder (:class:`~lightning_synth.nn.DepthFCN`), then the MLP.
 
-    What ``fit`` does with a forest (any ``classifier`` with a ``fit_forest`` method): the
-    training epoch samples pixels and keeps their features in memory (4 bytes x features x
-    pixels x frames, on the CPU: 128 features and 500 pixels take 256 kB a frame); there
-    is no optimizer and no gradient step (Lightning's warnings that
-    ``configure_optimizers`` and ``training_step`` returned ``None`` are silenced). After the epoch's last batch, or the step at which
+    What ``fit`` does with a forest (any ``classifier`` with ``fit_forest`` and ``fitted``,
+    as :class:`~lightning_synth.nn.DepthForest`): the training epoch samples pixels and
+    keeps their features in memory (4 bytes x features x pixels x frames, on the CPU: 128
+    features and 500 pixels take 256 kB a frame); there is no optimizer and no gradient
+    step (Lightning's warnings that ``configure_optimizers`` and ``training_step``
+    returned ``None`` are silenced). After the epoch's last batch, or the step at which
     ``max_steps``, ``max_time`` or a callback ends the fit, the forest is grown, in this
     process, before the validation that follows: every checkpoint chosen by validation
-    holds the grown forest. The fit then stops (there is nothing left to train; a fitted
-    forest ends a resumed fit at its first step). A run resumed from a checkpoint taken
-    mid-epoch starts sampling afresh. Validation, test, predict, checkpoints,
-    ``load_from_checkpoint``, mixed precision and any accelerator work as for the other
-    backbones. Not available with a forest: training in several processes (DDP: each
-    would grow its own forest on its share of the frames; fit on one device, then
-    validate, test and predict on as many as you like) and ``adaptation`` (it needs
-    features and a classifier trained by gradient).
+    holds the grown forest (a validation inside the epoch, ``val_check_interval < 1``,
+    sees it before). The fit then stops: there is nothing left to train (a fitted forest
+    also ends a resumed fit at its first step). The sampled pixels are not checkpointed:
+    a run resumed from the middle of the epoch grows its forest from the frames after
+    that point. Validation, test, predict, checkpoints, ``load_from_checkpoint``, mixed
+    precision and any accelerator work as for the other backbones. Not available with a
+    forest: training in several processes (DDP: each would grow its own forest on its
+    share of the frames; fit on one device, then validate, test and predict on as many
+    as you like) and ``adaptation`` (it needs a classifier trained by gradient).
 
     Logs ``{stage}/loss`` (for a forest, validation and test only: the negative
     log-likelihood of its class distributions), per domain ``{stage}/{domain}_acc`` (pixel
