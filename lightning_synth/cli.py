@@ -322,6 +322,12 @@ def main(args: list[str] | None = None) -> None:
 
         _exit_on_input_error(export, argv[1:])
         return
+    if argv[:1] == ["demo"]:
+        # `lightning-synth demo`: source-only, then adapted, on rendered -> real digits
+        from lightning_synth.demo import main as demo
+
+        _exit_on_input_error(demo, argv[1:])
+        return
     try:
         _exit_on_input_error(LightningSynthCLI, args=args)
     finally:
