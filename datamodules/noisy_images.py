@@ -53,6 +53,7 @@ from lightning_synth.datamodules.images import (
     read_image,
 )
 from lightning_synth.datamodules.sources import DomainSource
+from lightning_synth.errors import InputError
 from lightning_synth.image_io import to_channels
 from lightning_synth.rendering.camera import CameraNoise
 from lightning_synth.rendering.noise import GaussianNoise
@@ -119,7 +120,7 @@ def _image_size(path: str) -> tuple[int, int]:
         with Image.open(path) as image:
             width, height = image.size
     except OSError as error:
-        raise ValueError(f"cannot read {path!r} as an image: {error}") from error
+        raise InputError(f"cannot read {path!r} as an image: {error}") from error
     return height, width
 
 
@@ -173,7 +174,7 @@ def find_pairs(root: str | Path) -> list[NoisyPair]:
         if pair.reference is not None:
             noisy_size, clean_size = _image_size(pair.noisy), _image_size(pair.reference)
             if noisy_size != clean_size:
-                raise ValueError(
+                raise InputError(
                     f"the noisy image {pair.noisy!r} is {noisy_size[0]} x {noisy_size[1]} but "
                     f"its reference {pair.reference!r} is {clean_size[0]} x {clean_size[1]}; "
                     f"pairs must match pixel for pixel"
@@ -232,7 +233,7 @@ class NoisyPhotographs(DomainSource):
             known = {scene_of(p.name) for p in self._pairs} | {p.name for p in self._pairs}
             unknown = [scene for scene in self.val_scenes if scene not in known]
             if unknown:
-                raise ValueError(f"val_scenes {unknown} are not among the photographs' scenes")
+                raise InputError(f"val_scenes {unknown} are not among the photographs' scenes")
         return self._pairs
 
     def stage_pairs(self, stage: Stage | Literal["predict"]) -> list[NoisyPair]:
@@ -257,7 +258,7 @@ class NoisyPhotographs(DomainSource):
         noisy = read_image(pair.noisy)
         reference = None if pair.reference is None else read_image(pair.reference)
         if reference is not None and reference.shape[-2:] != noisy.shape[-2:]:
-            raise ValueError(f"{pair.noisy!r} and its reference {pair.reference!r} differ in size")
+            raise InputError(f"{pair.noisy!r} and its reference {pair.reference!r} differ in size")
         return noisy, reference
 
 
@@ -267,20 +268,29 @@ class CleanPhotographs(DomainSource):
     Args:
         images: files, folders, globs or ``skimage:NAME`` for training.
         val_images: photographs for validation and test; ``None``: ``images`` again.
+        eval_count: most photographs (the first ones) validation and test use; 0: all.
     """
 
     def __init__(
-        self, images: Sequence[str] = CLEAN_PHOTOGRAPHS, val_images: Sequence[str] | None = None
+        self,
+        images: Sequence[str] = CLEAN_PHOTOGRAPHS,
+        val_images: Sequence[str] | None = None,
+        eval_count: int = 0,
     ) -> None:
         if not images:
-            raise ValueError("give at least one clean photograph")
+            raise InputError("give at least one clean photograph")
+        if eval_count < 0:
+            raise InputError(f"eval_count must be >= 0 (0: all), got {eval_count}")
         self.images = list(images)
         self.val_images = None if val_images is None else list(val_images)
+        self.eval_count = eval_count
 
     def files(self, stage: Stage) -> list[str]:
         """The photographs of ``stage``."""
-        chosen = self.images if stage == "train" or self.val_images is None else self.val_images
-        return find_images(chosen)
+        if stage == "train":
+            return find_images(self.images)
+        files = find_images(self.images if self.val_images is None else self.val_images)
+        return files[: self.eval_count] if self.eval_count else files
 
     def prepare(self) -> None:
         self.files("train")
@@ -428,7 +438,7 @@ class _Noisy(Dataset):
 def _collate_whole_images(samples: list[Batch]) -> Batch:
     sizes = {tuple(sample[IMAGE].shape) for sample in samples}
     if len(sizes) > 1:
-        raise ValueError(
+        raise InputError(
             f"whole images of different sizes {sorted(sizes)} cannot share a batch: "
             f"set eval_batch_size: 1"
         )
@@ -452,6 +462,8 @@ class NoisyImageDataModule(DomainDataModule):
             without a ``root``).
         val_clean: clean photographs for the rendered validation and test images (whole,
             fixed noise); ``None`` uses ``clean`` with other noise.
+        val_count: most of those photographs (the first ones) to validate and test on;
+            0: all of them.
         channels: 1 (gray) or 3 (colour); images are converted before the noise is added.
         patch_size: side of the training crops.
         train_length: rendered crops per epoch (crop ``i`` depends only on ``seed`` and
@@ -472,6 +484,7 @@ class NoisyImageDataModule(DomainDataModule):
         noise: nn.Module | None = None,
         real: NoisyPhotographs | None = None,
         val_clean: Sequence[str] | None = None,
+        val_count: int = 8,
         channels: Literal[1, 3] = 3,
         patch_size: int = 64,
         train_length: int = 4096,
@@ -482,7 +495,7 @@ class NoisyImageDataModule(DomainDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(
-            CleanPhotographs(clean, val_clean),
+            CleanPhotographs(clean, val_clean, val_count),
             real if real is not None else NoisyPhotographs(),
             batch_size=batch_size,
             real_fraction=real_fraction,
@@ -490,12 +503,12 @@ class NoisyImageDataModule(DomainDataModule):
             seed=seed,
         )
         if eval_batch_size < 1 or train_length < 1 or patch_size < 8:
-            raise ValueError(
+            raise InputError(
                 "eval_batch_size and train_length must be positive and patch_size at least "
                 f"8, got {eval_batch_size}, {train_length}, {patch_size}"
             )
         if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels}")
+            raise InputError(f"channels must be 1 or 3, got {channels}")
         self.noise = noise if noise is not None else GaussianNoise()
         self.channels, self.patch_size, self.train_length = channels, patch_size, train_length
         self.eval_batch_size = eval_batch_size

@@ -39,6 +39,7 @@ from lightning_synth.batch import (
     Stage,
 )
 from lightning_synth.callbacks import log_image
+from lightning_synth.errors import InputError
 from lightning_synth.nn.denoisers import DnCNN, neighbor2neighbor_loss, noise2self_loss, tiled
 from lightning_synth.tasks.base import Adaptation, StepOutput, SynthTask
 from lightning_synth.tasks.image_optimization import write_image
@@ -98,18 +99,18 @@ class Denoiser(SynthTask):
         log_images: bool = True,
     ) -> None:
         if loss not in ("l1", "l2"):
-            raise ValueError(f"loss must be 'l1' or 'l2', got {loss!r}")
+            raise InputError(f"loss must be 'l1' or 'l2', got {loss!r}")
         if self_supervised not in ("none", "neighbor2neighbor", "noise2self"):
-            raise ValueError(
+            raise InputError(
                 "self_supervised must be 'none', 'neighbor2neighbor' or 'noise2self', "
                 f"got {self_supervised!r}"
             )
         if self_supervised_weight < 0 or neighbor_gamma < 0:
-            raise ValueError("self_supervised_weight and neighbor_gamma must be >= 0")
+            raise InputError("self_supervised_weight and neighbor_gamma must be >= 0")
         if not 0 <= tile_overlap < tile_size:
-            raise ValueError(f"need 0 <= tile_overlap < tile_size, got {tile_overlap}, {tile_size}")
+            raise InputError(f"need 0 <= tile_overlap < tile_size, got {tile_overlap}, {tile_size}")
         if bit_depth not in (8, 16):
-            raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+            raise InputError(f"bit_depth must be 8 or 16, got {bit_depth}")
         super().__init__(networks={"network": network, "adaptation": adaptation})
 
     # -- hooks ---------------------------------------------------------------------------------
@@ -120,12 +121,12 @@ class Denoiser(SynthTask):
         self.network = network if network is not None else DnCNN(channels)
         dim = getattr(self.network, "feature_dim", None)
         if adaptation and (dim is None or not hasattr(self.network, "forward_with_features")):
-            raise ValueError(
+            raise InputError(
                 f"adaptation needs the network's features: {type(self.network).__name__} has "
                 "no forward_with_features/feature_dim (DnCNN and UNetDenoiser have them)"
             )
         self.configure_adaptation(adaptation, feature_dim=int(dim or 1), num_classes=None)
-        # The input export and the model summary trace (any size works).
+        # What the model summary traces (any size works; see export_example for export).
         self.example_input_array = torch.zeros(1, channels, 64, 64)
 
     def configure_metrics(self) -> None:
@@ -152,6 +153,19 @@ class Denoiser(SynthTask):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """The denoised ``images`` (``B x C x H x W`` in [0, 1], not clipped)."""
         return self.network(images)
+
+    def export_example(self, datamodule: Any = None) -> torch.Tensor:
+        """The input ``lightning-synth export`` traces: two ``tile_size`` square tiles.
+
+        The exported network denoises tiles of that size (any batch); larger photographs
+        are denoised tile by tile, as :meth:`denoise` does.
+
+        Args:
+            datamodule: unused (the tile size is the task's own).
+        """
+        side = int(self.hparams.tile_size)
+        generator = torch.Generator().manual_seed(0)
+        return torch.rand(2, int(self.hparams.in_channels), side, side, generator=generator)
 
     @torch.no_grad()
     def denoise(self, images: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_synth.errors import InputError
+
 __all__ = [
     "DnCNN",
     "UNetDenoiser",
@@ -63,10 +65,10 @@ class DnCNN(nn.Module):
     ) -> None:
         super().__init__()
         if depth < 3 or width < 1:
-            raise ValueError(f"depth must be at least 3 and width positive, got {depth}, {width}")
+            raise InputError(f"depth must be at least 3 and width positive, got {depth}, {width}")
         feature_layer = depth // 2 if feature_layer is None else feature_layer
         if not 1 <= feature_layer <= depth - 1:
-            raise ValueError(f"feature_layer must lie in 1..{depth - 1}, got {feature_layer}")
+            raise InputError(f"feature_layer must lie in 1..{depth - 1}, got {feature_layer}")
         layers = [nn.Sequential(*_conv(in_channels, width, batch_norm=False))]
         layers += [nn.Sequential(*_conv(width, width, batch_norm)) for _ in range(depth - 2)]
         self.body = nn.ModuleList(layers)
@@ -117,7 +119,7 @@ class UNetDenoiser(nn.Module):
     ) -> None:
         super().__init__()
         if levels < 1 or width < 1:
-            raise ValueError(f"levels and width must be positive, got {levels}, {width}")
+            raise InputError(f"levels and width must be positive, got {levels}, {width}")
         widths = [width * 2**level for level in range(levels + 1)]
         self.down = nn.ModuleList([_Block(in_channels, widths[0], batch_norm)])
         self.down.extend(_Block(widths[i], widths[i + 1], batch_norm) for i in range(levels))
@@ -196,7 +198,7 @@ def tiled(
         overlap: pixels shared by neighbouring tiles (less than ``tile_size``).
     """
     if not 0 <= overlap < tile_size:
-        raise ValueError(f"need 0 <= overlap < tile_size, got {overlap} and {tile_size}")
+        raise InputError(f"need 0 <= overlap < tile_size, got {overlap} and {tile_size}")
     height, width = images.shape[-2:]
     if height <= tile_size and width <= tile_size:
         return function(images)

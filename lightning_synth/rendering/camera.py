@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.io import decode_jpeg, encode_jpeg
 
+from lightning_synth.errors import InputError
 from lightning_synth.rendering.noise import (
     NoiseModel,
     PoissonGaussianNoise,
@@ -97,7 +98,7 @@ def inverse_smoothstep(y: torch.Tensor) -> torch.Tensor:
 def _site_colours(pattern: str, height: int, width: int, device: torch.device) -> torch.Tensor:
     """``H x W`` long tensor: the colour each photosite records."""
     if pattern not in BAYER_PATTERNS:
-        raise ValueError(f"Bayer pattern must be one of {sorted(BAYER_PATTERNS)}, got {pattern!r}")
+        raise InputError(f"Bayer pattern must be one of {sorted(BAYER_PATTERNS)}, got {pattern!r}")
     table = torch.tensor(BAYER_PATTERNS[pattern], device=device).view(2, 2)
     rows = torch.arange(height, device=device) % 2
     cols = torch.arange(width, device=device) % 2
@@ -133,7 +134,7 @@ def demosaic(raw: torch.Tensor, pattern: str = "rggb") -> torch.Tensor:
     """
     height, width = raw.shape[-2:]
     if height < 2 or width < 2:
-        raise ValueError(f"a Bayer mosaic needs at least 2 x 2 pixels, got {height} x {width}")
+        raise InputError(f"a Bayer mosaic needs at least 2 x 2 pixels, got {height} x {width}")
     sites = _site_colours(pattern, height, width, raw.device)
     masks = torch.stack([sites == colour for colour in range(3)]).to(raw.dtype)  # 3 x H x W
     sparse = raw * masks[None]  # B x 3 x H x W, zeros where a colour is not recorded
@@ -157,7 +158,7 @@ def jpeg_round_trip(images: torch.Tensor, quality: Sequence[int] | torch.Tensor)
     if len(qualities) != len(images):
         raise ValueError(f"got {len(qualities)} qualities for {len(images)} images")
     if any(not 1 <= q <= 100 for q in qualities):
-        raise ValueError(f"JPEG quality must be within 1-100, got {qualities}")
+        raise InputError(f"JPEG quality must be within 1-100, got {qualities}")
     pixels = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
     decoded = [
         decode_jpeg(encode_jpeg(image, quality=q))
@@ -241,9 +242,9 @@ class CameraNoise(NoiseModel):
     ) -> None:
         super().__init__(clip=clip, seed=seed)
         if pattern != "random" and pattern not in BAYER_PATTERNS:
-            raise ValueError(f"pattern must be 'random' or one of {sorted(BAYER_PATTERNS)}")
+            raise InputError(f"pattern must be 'random' or one of {sorted(BAYER_PATTERNS)}")
         if detail not in ("clean", "pipeline"):
-            raise ValueError(f"detail must be 'clean' or 'pipeline', got {detail!r}")
+            raise InputError(f"detail must be 'clean' or 'pipeline', got {detail!r}")
         self.tone_curve, self.gamma = bool(tone_curve), bool(gamma)
         self.color_matrix, self.white_balance = bool(color_matrix), bool(white_balance)
         self.red_gain = as_range(red_gain, "red_gain", low=1e-3)
@@ -258,7 +259,7 @@ class CameraNoise(NoiseModel):
         else:
             low, high = (int(q) for q in as_range(jpeg_quality, "jpeg_quality", low=1))
             if high > 100:
-                raise ValueError(f"jpeg_quality must lie within 1-100, got {jpeg_quality}")
+                raise InputError(f"jpeg_quality must lie within 1-100, got {jpeg_quality}")
             self.jpeg_quality = (low, high)
         self.detail = detail
 
@@ -355,7 +356,7 @@ class CameraNoise(NoiseModel):
     def apply(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         gray = images.shape[1] == 1
         if images.shape[1] not in (1, 3):
-            raise ValueError(f"CameraNoise needs 1- or 3-channel images, got {images.shape[1]}")
+            raise InputError(f"CameraNoise needs 1- or 3-channel images, got {images.shape[1]}")
         rgb = images.expand(-1, 3, -1, -1) if gray else images
         count, device = len(images), images.device
         # Every draw happens whatever the switches, so turning one step off leaves the

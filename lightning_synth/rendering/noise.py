@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lightning_synth.errors import InputError
+
 __all__ = [
     "NoiseModel",
     "GaussianNoise",
@@ -47,10 +49,10 @@ def as_range(value: Range, name: str, low: float = 0.0) -> tuple[float, float]:
     else:
         items = [float(v) for v in value]
         if len(items) != 2:
-            raise ValueError(f"{name} must be a number or a [low, high] pair, got {value!r}")
+            raise InputError(f"{name} must be a number or a [low, high] pair, got {value!r}")
         pair = (items[0], items[1])
     if not low <= pair[0] <= pair[1]:
-        raise ValueError(f"{name} must satisfy {low} <= low <= high, got {list(pair)}")
+        raise InputError(f"{name} must satisfy {low} <= low <= high, got {list(pair)}")
     return pair
 
 
@@ -177,7 +179,7 @@ class PoissonGaussianNoise(NoiseModel):
         self.shot = as_range(shot, "shot")
         self.read = None if read is None else as_range(read, "read")
         if self.read is None and self.shot[0] <= 0:
-            raise ValueError("read=None ties the read noise to shot, which must then be > 0")
+            raise InputError("read=None ties the read noise to shot, which must then be > 0")
         self.poisson = bool(poisson)
 
     def variances(

@@ -226,3 +226,25 @@ def test_config_runs_through_the_cli(name: str, run_cli) -> None:
     predictions = torch.load(predict_dir / "predictions-rank0.pt")
     assert len(predictions["psnr"]) == len(predictions["removed_std"]) == 2
     assert len(list((predict_dir / "denoised").glob("*.png"))) == 2
+
+
+@pytest.mark.parametrize("network", ["dncnn", "unet"])
+def test_export_denoises_tiles_like_the_task(tmp_path: Path, network: str) -> None:
+    from lightning_synth.export import (
+        compare,
+        example_inputs,
+        export_model,
+        exportable,
+        run_exported,
+    )
+
+    net = DnCNN(3, depth=3, width=8) if network == "dncnn" else UNetDenoiser(3, width=4, levels=2)
+    model = Denoiser(network=net, tile_size=32, tile_overlap=8).eval()
+    example = example_inputs(model)
+    assert example[0].shape == (2, 3, 32, 32)
+    path = export_model(exportable(model), example, tmp_path / "denoiser.onnx")
+    tiles = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(tiles)
+    largest, share = compare(expected, run_exported(path, [tiles]))
+    assert share == 1.0, largest
