@@ -1,8 +1,8 @@
 """Digit renderers as the rendered domain of a DataModule: printed fonts
 (``RenderedDigitsSource``) and handwriting-like pen strokes (``StrokeDigitsSource``).
 
-Both render, by default, a ``varied`` style whose framing, pen width, levels, polarity,
-blur and resolution cover how common real digit sets were made
+Both render, by default, a ``varied`` style whose framing, pen width, levels, blur and
+resolution cover how common real digit sets were made
 (:mod:`lightning_synth.rendering.digit_style`); every range is an argument.
 """
 
@@ -62,7 +62,8 @@ class RenderedDigitsSource(_RendererSource):
         max_shear: largest slant, ``dx / dy`` (``varied``: 0.3; ``syndigits``: 0.2).
         binarize_fraction: share of digits in two flat colours (``varied``: 0.2).
         low_res_fraction: share of digits stored small and resized up (``varied``: 0.2).
-        min_resolution: smallest side of those small digits, in pixels.
+        min_resolution: fewest pixels the digit's longer side keeps when stored small (8:
+            scikit-learn's digits fill 8 x 8).
     """
 
     renderer = RenderedDigits
@@ -119,7 +120,8 @@ class StrokeDigitsSource(_RendererSource):
     forms, your own ``DigitFolder``): printed fonts differ from handwriting in shape,
     which no feature alignment undoes. The default ``varied`` style covers framings from
     MNIST's centred 20-pixel box to crops that fill the frame, pens from hairline to bold,
-    grey or bilevel strokes, blur, low resolutions, grey grounds and both polarities;
+    grey or bilevel strokes, blur, low resolutions and grey grounds, light ink on a dark
+    ground as digit sets are stored (``dark_on_light: 1`` for photographs of paper);
     ``style: mnist`` renders as MNIST alone is made (as this source did before it had
     styles). Each range below left at ``None`` is the style's.
 
@@ -151,11 +153,12 @@ class StrokeDigitsSource(_RendererSource):
         binarize_fraction: share of digits with two levels only (``varied``: 0.2).
         low_res_fraction: share stored at ``min_resolution`` to ``image_size`` pixels and
             resized back up (``varied``: 0.3).
-        min_resolution: smallest side of those low-resolution digits, in pixels.
+        min_resolution: fewest pixels the digit's longer side keeps when stored small (8:
+            scikit-learn's digits fill 8 x 8).
         max_background: largest ground level away from black or white (``varied``: 0.25).
         min_contrast: smallest ink-to-ground difference (``varied``: 0.6; ``mnist``: 1).
-        dark_on_light: share of dark digits on a light ground (``varied``: 0.3;
-            ``mnist``: 0).
+        dark_on_light: share of dark digits on a light ground (0: light on dark, as digit
+            sets are stored; 1 for photographs or scans of paper).
         max_noise: largest Gaussian pixel-noise standard deviation (``varied``: 0.04).
     """
 

@@ -73,6 +73,10 @@ def test_every_target_arm_and_framing_runs_and_the_json_says_so(tmp_path: Path) 
         # the validators were logged at each validation, and the selection read one of them
         assert [row["step"] for row in run["history"]] == [2, 3]
         assert all("val/select_snd" in row for row in run["history"])
+        # each validator's pick was tested; the primary one (--select im) is reported
+        assert set(run["selected_by"]) >= {"snd", "im", "dev", "rendered_acc"}
+        assert run["selected_by"]["im"]["real_acc"] == run["selected_real_acc"]
+        assert all(0.0 <= pick["real_acc"] <= 1.0 for pick in run["selected_by"].values())
     summary = result["summary"]
     assert set(summary) == {
         f"{target}/{framing}"
@@ -82,6 +86,7 @@ def test_every_target_arm_and_framing_runs_and_the_json_says_so(tmp_path: Path) 
     for arms in summary.values():
         for arm in ("dann", "recipe"):
             assert "selected_gap_closed" in arms[arm] and "final_gap_closed" in arms[arm]
+            assert set(arms[arm]["selected_by_mean"]) >= {"snd", "im"}
     # The recipe arm is the config's adaptation list, as shipped.
     config = yaml.safe_load((REPO / "configs" / "sim2real_digits.yaml").read_text())
     assert result["recipe_adaptation"] == config["model"]["init_args"]["adaptation"]

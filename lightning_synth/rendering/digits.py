@@ -126,7 +126,8 @@ class RenderedDigits(Dataset):
             (``varied``: 0.2).
         low_res_fraction: share of digits stored at ``min_resolution`` to ``image_size``
             pixels and resized back up (``varied``: 0.2).
-        min_resolution: smallest side of those low-resolution digits, in pixels.
+        min_resolution: fewest pixels the digit's longer side keeps when stored small (8:
+            scikit-learn's digits fill 8 x 8).
     """
 
     def __init__(

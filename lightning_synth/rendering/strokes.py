@@ -9,8 +9,8 @@ it: the path is bent by a smooth random displacement, slanted, rotated and stret
 stroked with a soft-edged pen of random width. Then it is framed and finished the way real
 digit sets differ (:mod:`~lightning_synth.rendering.digit_style`): from MNIST's centred
 20-pixel box to tight crops that fill the frame, aspect kept or stretched, pens from
-hairline to bold, grey or binarised, blurred, stored at a low resolution, on a dark or a
-light ground. ``style="mnist"`` renders as MNIST alone is made (light strokes on black,
+hairline to bold, grey or binarised, blurred, stored at a low resolution, on a black or
+grey ground (or dark on light, when asked). ``style="mnist"`` renders as MNIST alone is made (light strokes on black,
 the digit scaled into a 20/28 box and centred by its centre of mass).
 
 The glyph paths come from the ``Hershey-Fonts`` package (MIT; the font data of Dr. A. V.
@@ -136,14 +136,14 @@ class StrokeDigits(Dataset):
             (``varied``: 0.2).
         low_res_fraction: share of digits stored at ``min_resolution`` to ``image_size``
             pixels and resized back up (``varied``: 0.3).
-        min_resolution: smallest side of those low-resolution digits, in pixels (8: as
-            scikit-learn's digits).
+        min_resolution: fewest pixels the digit's longer side keeps when stored small (8:
+            scikit-learn's digits fill 8 x 8).
         max_background: largest level of the ground away from black or white
             (``varied``: 0.25; ``mnist``: 0).
         min_contrast: smallest difference between ink and ground (``varied``: 0.6;
             ``mnist``: 1).
-        dark_on_light: share of digits dark on a light ground (``varied``: 0.3;
-            ``mnist``: 0, light on black).
+        dark_on_light: share of digits dark on a light ground (both styles: 0, light on
+            dark as digit sets are stored; 1 for photographs or scans of paper).
         max_noise: largest standard deviation of Gaussian pixel noise (``varied``: 0.04).
     """
 

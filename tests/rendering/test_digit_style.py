@@ -67,9 +67,9 @@ def test_styles_say_where_their_ranges_come_from() -> None:
     mnist, varied = STROKE_STYLES["mnist"], STROKE_STYLES["varied"]
     assert mnist.fill[1] == MNIST_BOX and mnist.mass_centring == 1.0
     assert mnist.dark_on_light == 0.0 and mnist.binarize_fraction == 0.0
-    # varied reaches both MNIST's box and crops that fill the frame, both polarities
+    # varied reaches both MNIST's box and crops that fill the frame, hairline to bold
     assert varied.fill[0] < MNIST_BOX < varied.fill[1] == 1.0
-    assert 0 < varied.dark_on_light < 1 and varied.width[0] < mnist.width[0]
+    assert varied.width[0] < mnist.width[0] and varied.binarize_fraction > 0
     assert varied.width[1] > mnist.width[1]
     changed = varied.with_overrides(fill=(0.9, 1.0), dark_on_light=None)
     assert changed.fill == (0.9, 1.0) and changed.dark_on_light == varied.dark_on_light
