@@ -288,7 +288,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _write(args: argparse.Namespace, runs: dict[str, list[dict]]) -> dict:
     result = {
-        "settings": vars(args),
+        # The output path is left out: it names a folder of the machine it ran on.
+        "settings": {key: value for key, value in vars(args).items() if key != "json_out"},
         "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "paper": PAPER,
