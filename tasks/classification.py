@@ -15,6 +15,8 @@ from lightning_synth.adaptation import AdaptationInputs
 from lightning_synth.batch import DOMAIN, IGNORE_LABEL, IMAGE, LABEL, Batch, Stage
 from lightning_synth.callbacks import labelled_image_grid, log_image
 from lightning_synth.callbacks.bound_report import BoundReport
+from lightning_synth.callbacks.model_selection import ModelSelection
+from lightning_synth.metrics.selection import selection_metric
 from lightning_synth.nn import DigitConvNet, feature_dim
 from lightning_synth.tasks.base import Adaptation, StepOutput, SynthTask
 
@@ -65,11 +67,20 @@ class ImageClassifier(SynthTask):
         pad_samples: samples per domain for the proxy A-distance and the bound, logged at
             each validation end by a :class:`~lightning_synth.callbacks.BoundReport`; 0
             adds no report.
+        select_by: the label-free validator the CLI keeps the best checkpoint by, logged
+            as ``val/select_{select_by}`` by a
+            :class:`~lightning_synth.callbacks.ModelSelection` the task adds (unless the
+            Trainer has one): ``im`` (information maximisation of the real predictions),
+            ``snd``, ``dev`` or ``rendered_acc``. Real labels are never used to choose.
         log_images: draw a validation batch with predictions to TensorBoard each epoch.
     """
 
-    monitor: ClassVar[str] = "val/real_acc"
     mode: ClassVar[Literal["min", "max"]] = "max"
+
+    @property
+    def monitor(self) -> str:  # type: ignore[override]
+        """The metric the CLI keeps the best checkpoint by: a label-free validator."""
+        return selection_metric(self.hparams.get("select_by", "im"))
 
     def __init__(
         self,
@@ -86,6 +97,7 @@ class ImageClassifier(SynthTask):
         lr_alpha: float = 10.0,
         lr_beta: float = 0.75,
         pad_samples: int = 0,
+        select_by: Literal["im", "snd", "dev", "rendered_acc"] = "im",
         log_images: bool = True,
     ) -> None:
         if num_classes < 2:
@@ -129,8 +141,15 @@ class ImageClassifier(SynthTask):
         )
 
     def configure_callbacks(self) -> list[Callback]:
+        callbacks: list[Callback] = []
         samples = int(self.hparams.get("pad_samples", 0))
-        return [BoundReport(num_samples=samples)] if samples > 0 else []
+        if samples > 0:
+            callbacks.append(BoundReport(num_samples=samples))
+        # A Trainer's own ModelSelection (more validators, other settings) is kept: Lightning
+        # would replace it by one returned here.
+        if not any(isinstance(c, ModelSelection) for c in self.trainer.callbacks):
+            callbacks.append(ModelSelection(validators=(self.hparams.get("select_by", "im"),)))
+        return callbacks
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``B x D`` features of ``images`` (the feature extractor's output)."""

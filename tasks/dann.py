@@ -73,6 +73,8 @@ class DANN(ImageClassifier):
         consistency_weight: weight of the pseudo-label consistency under augmentation (0: off).
         pseudo_label_threshold: the probability a real prediction needs to be a pseudo-label.
         pad_samples: samples per domain for the proxy A-distance and the bound (0: none).
+        select_by: the label-free validator the CLI keeps the best checkpoint by
+            (``val/select_im``, ...; see :class:`~lightning_synth.tasks.ImageClassifier`).
         log_images: draw a validation batch with predictions to TensorBoard each epoch.
     """
 
@@ -100,6 +102,7 @@ class DANN(ImageClassifier):
         consistency_weight: float = 0.0,
         pseudo_label_threshold: float = 0.95,
         pad_samples: int = 500,
+        select_by: Literal["im", "snd", "dev", "rendered_acc"] = "im",
         log_images: bool = True,
     ) -> None:
         if adaptation_weight < 0:
@@ -148,5 +151,6 @@ class DANN(ImageClassifier):
             lr_alpha=lr_alpha,
             lr_beta=lr_beta,
             pad_samples=pad_samples,
+            select_by=select_by,
             log_images=log_images,
         )

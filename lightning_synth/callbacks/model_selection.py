@@ -180,6 +180,11 @@ class ModelSelection(Callback):
         rendered = (domains == RENDERED).nonzero().flatten()[: self.num_samples]
         if len(real) < _MIN_SAMPLES:
             self._warn("real", f"ModelSelection: only {len(real)} real validation samples")
+            # NaN, not nothing: a ModelCheckpoint monitoring the validator must find its key
+            # (it ranks NaN last) rather than stop the fit on a small validation set.
+            results.update(
+                {name: float("nan") for name in self.validators if name != "rendered_acc"}
+            )
             return results
         if "snd" in self.validators:
             results["snd"] = soft_neighborhood_density(logits[real], self.temperature)

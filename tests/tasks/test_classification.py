@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,34 @@ def test_backbone_from_yaml_reloads_from_the_checkpoint(tmp_path: Path, run_cli)
     images = torch.rand(3, 1, 28, 28)
     model.eval()
     assert model(images).shape == (3, 10)
+
+
+def test_best_checkpoint_is_chosen_by_a_label_free_validator(tmp_path: Path) -> None:
+    from lightning.pytorch import Trainer
+    from test_dann import squares_datamodule
+
+    from lightning_synth.callbacks import ModelSelection
+
+    model = ImageClassifier(num_classes=4, in_channels=1, image_size=16, log_images=False)
+    assert model.monitor == "val/select_im" and model.mode == "max"
+    assert ImageClassifier(select_by="snd").monitor == "val/select_snd"
+    options = {
+        "accelerator": "cpu",
+        "max_epochs": 1,
+        "limit_train_batches": 2,
+        "limit_val_batches": 4,
+        "num_sanity_val_steps": 0,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "default_root_dir": tmp_path,
+    }
+    trainer = Trainer(**options)
+    trainer.fit(model, squares_datamodule())
+    assert 0.0 <= float(trainer.callback_metrics["val/select_im"]) <= math.log(4) + 1e-6
+    # A Trainer's own ModelSelection is kept, not replaced by the task's.
+    own = ModelSelection(validators=("im", "rendered_acc"))
+    trainer = Trainer(**options, callbacks=[own])
+    trainer.fit(model, squares_datamodule())
+    assert [c for c in trainer.callbacks if isinstance(c, ModelSelection)] == [own]
+    assert "val/select_rendered_acc" in trainer.callback_metrics
