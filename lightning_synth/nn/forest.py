@@ -105,6 +105,9 @@ class DepthForest(nn.Module):
         self.register_buffer("roots", torch.zeros(0, dtype=torch.long))
         self.register_buffer("distribution", torch.zeros(0, self.out_features))
         self.register_buffer("levels", torch.zeros((), dtype=torch.long))
+        # The traversal's loop count as a Python int: torch.export cannot unroll a loop
+        # whose count it would have to read from a tensor.
+        self._depth = 0
         self._warned = False
 
     @property
@@ -206,6 +209,7 @@ class DepthForest(nn.Module):
             tensor = torch.from_numpy(np.concatenate(values))
             setattr(self, name, tensor.to(device, torch.float32 if name == "threshold" else None))
         self.levels = torch.tensor(levels, dtype=torch.long, device=device)
+        self._depth = int(levels)
 
     def leaves(self, features: torch.Tensor) -> torch.Tensor:
         """Leaf node (index into the buffers) each pixel reaches in each tree: ``N x T``.
@@ -220,7 +224,7 @@ class DepthForest(nn.Module):
         row = torch.arange(count, device=flat.device).repeat_interleave(trees) * width
         # One-dimensional index_select: several times faster on a CPU than gather or
         # advanced indexing with the same indices.
-        for _ in range(int(self.levels)):
+        for _ in range(self._depth):
             value = flat.index_select(0, row + self.feature.index_select(0, node))
             right = value > self.threshold.index_select(0, node)
             node = self.left.index_select(0, node) + right
@@ -280,6 +284,7 @@ class DepthForest(nn.Module):
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
+        self._depth = int(self.levels)
 
 
 def _breadth_first(left: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -107,6 +107,16 @@ def test_state_dict_round_trip_restores_the_forest(pixels) -> None:
     assert not fresh[0].fitted
 
 
+def test_a_fitted_and_a_reloaded_forest_export_with_torch_export(pixels) -> None:
+    forest = DepthForest(24, K, num_trees=2, max_depth=6, seed=2)
+    forest.fit_forest(pixels["x"], pixels["y"])
+    fresh = DepthForest(24, K, num_trees=2, max_depth=6)
+    fresh.load_state_dict(forest.state_dict())
+    sample = pixels["x_test"][:50]
+    exported = torch.export.export(fresh, (sample,))
+    torch.testing.assert_close(exported.module()(sample), forest(sample), rtol=0, atol=0)
+
+
 def test_feature_maps_and_unfitted_forest() -> None:
     forest = DepthForest(4, 3, num_trees=2, max_depth=3)
     maps = torch.randn(2, 4, 5, 6)
