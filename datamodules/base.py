@@ -25,6 +25,7 @@ from lightning_synth.datamodules.datasets import (
 )
 from lightning_synth.datamodules.sampling import MixedDomainSampler, ResumesMidEpoch
 from lightning_synth.datamodules.sources import DomainSource
+from lightning_synth.errors import InputError
 
 __all__ = ["DomainDataModule"]
 
@@ -68,11 +69,11 @@ class DomainDataModule(ResumesMidEpoch, LightningDataModule):
     ) -> None:
         super().__init__()
         if not 0.0 <= real_fraction <= 1.0:
-            raise ValueError(f"real_fraction must lie in [0, 1], got {real_fraction}")
+            raise InputError(f"real_fraction must lie in [0, 1], got {real_fraction}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+            raise InputError(f"batch_size must be positive, got {batch_size}")
         if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+            raise InputError(f"num_workers must be >= 0, got {num_workers}")
         self.rendered = rendered
         self.real = real
         self.batch_size = batch_size

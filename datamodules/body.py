@@ -27,6 +27,7 @@ from lightning_synth.datamodules.deferred import (
     complete_batch,
 )
 from lightning_synth.datamodules.sources import DepthSource
+from lightning_synth.errors import InputError
 from lightning_synth.rendering.body import BodyRenderer, RenderedBodies
 from lightning_synth.rendering.sensor import DepthSensorNoise
 
@@ -65,7 +66,7 @@ class RenderedBodySource(DepthSource):
     ) -> None:
         lengths = {"train": train_length, "val": val_length, "test": test_length}
         if min(lengths.values()) < 0:
-            raise ValueError(f"frame counts must be >= 0, got {lengths}")
+            raise InputError(f"frame counts must be >= 0, got {lengths}")
         self.lengths = lengths
         self.seed = seed
         self.noise = noise
@@ -135,9 +136,9 @@ class BodyDepthDataModule(DomainDataModule):
         render_on: Literal["workers", "device"] = "workers",
     ) -> None:
         if render_on not in ("workers", "device"):
-            raise ValueError(f"render_on must be 'workers' or 'device', got {render_on!r}")
+            raise InputError(f"render_on must be 'workers' or 'device', got {render_on!r}")
         if height < 8 or width < 8:
-            raise ValueError(f"frames must be at least 8 x 8 pixels, got {height} x {width}")
+            raise InputError(f"frames must be at least 8 x 8 pixels, got {height} x {width}")
         super().__init__(
             rendered if rendered is not None else RenderedBodySource(seed=0),
             real if real is not None else RenderedBodySource(seed=1, noise=DepthSensorNoise()),

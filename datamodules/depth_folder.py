@@ -252,12 +252,12 @@ class DepthFolder(DepthSource):
         max_depth: float | None = None,
     ) -> None:
         if min(val_fraction, test_fraction) < 0 or val_fraction + test_fraction > 1:
-            raise ValueError(
+            raise InputError(
                 f"val_fraction and test_fraction must be >= 0 and sum to at most 1, got "
                 f"{val_fraction} and {test_fraction}"
             )
         if intrinsics is not None and len(intrinsics) != 4:
-            raise ValueError(f"intrinsics must be (fx, fy, cx, cy), got {intrinsics}")
+            raise InputError(f"intrinsics must be (fx, fy, cx, cy), got {intrinsics}")
         self.root = Path(root)
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.intrinsics = None if intrinsics is None else tuple(float(v) for v in intrinsics)

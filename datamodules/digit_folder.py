@@ -19,6 +19,7 @@ from lightning_synth.datamodules.splits import (
     _check_stage,
     _split_by_fractions,
 )
+from lightning_synth.errors import InputError
 from lightning_synth.image_io import read_image, to_channels
 
 __all__ = ["DigitFolder"]
@@ -106,7 +107,7 @@ class DigitFolder(DomainSource):
         """
         _check_fractions(val_fraction=val_fraction, test_fraction=test_fraction)
         if num_classes < 1:
-            raise ValueError(f"num_classes must be positive, got {num_classes}")
+            raise InputError(f"num_classes must be positive, got {num_classes}")
         self.root = root
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_synth.errors import InputError
 from lightning_synth.image_io import rgb_to_gray
 
 __all__ = ["CanonicalFraming", "canonical_frame", "MNIST_BOX"]
@@ -137,9 +138,9 @@ class CanonicalFraming(nn.Module):
         super().__init__()
         box = round(size * MNIST_BOX) if box is None else int(box)
         if not 1 <= box <= size:
-            raise ValueError(f"framing box must hold 1 to {size} pixels, got {box}")
+            raise InputError(f"framing box must hold 1 to {size} pixels, got {box}")
         if not 0.0 < threshold < 1.0:
-            raise ValueError(f"framing threshold must lie in (0, 1), got {threshold}")
+            raise InputError(f"framing threshold must lie in (0, 1), got {threshold}")
         self.size, self.box, self.threshold, self.min_contrast = size, box, threshold, min_contrast
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lightning_synth.batch import IGNORE_LABEL, IMAGE, LABEL, Batch, Stage
+from lightning_synth.errors import InputError
 from lightning_synth.nn.gan import LoadedGenerator, load_generator
 
 from .sources import DomainSource
@@ -101,10 +102,10 @@ class GeneratedSource(DomainSource):
         device: str = "cpu",
     ) -> None:
         if labels not in ("balanced", "random"):
-            raise ValueError(f"labels must be 'balanced' or 'random', got {labels!r}")
+            raise InputError(f"labels must be 'balanced' or 'random', got {labels!r}")
         lengths = {"train": train_length, "val": val_length, "test": test_length}
         if any(n < 0 for n in lengths.values()) or batch_size < 1:
-            raise ValueError("lengths must be >= 0 and batch_size >= 1")
+            raise InputError("lengths must be >= 0 and batch_size >= 1")
         self.checkpoint = checkpoint
         self.lengths = lengths
         self.seed = seed

@@ -37,6 +37,7 @@ from lightning_synth.batch import (
     STYLE,
     Batch,
 )
+from lightning_synth.errors import InputError
 from lightning_synth.image_io import read_image as read_image_file
 from lightning_synth.image_io import to_channels, to_float
 
@@ -215,9 +216,9 @@ class ImageOptimizationDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         if noise_sigma < 0:
-            raise ValueError(f"noise_sigma must be >= 0, got {noise_sigma}")
+            raise InputError(f"noise_sigma must be >= 0, got {noise_sigma}")
         if steps_per_epoch < 1 or batch_size < 1:
-            raise ValueError("steps_per_epoch and batch_size must be at least 1")
+            raise InputError("steps_per_epoch and batch_size must be at least 1")
         self.images = list(images)
         self.references = None if references is None else list(references)
         self.noise_sigma = noise_sigma
@@ -354,9 +355,9 @@ class StyleTransferDataModule(ImageOptimizationDataModule):
         steps_per_epoch: int = 100,
     ) -> None:
         if not styles:
-            raise ValueError("give at least one style image")
+            raise InputError("give at least one style image")
         if style_scale <= 0:
-            raise ValueError(f"style_scale must be positive, got {style_scale}")
+            raise InputError(f"style_scale must be positive, got {style_scale}")
         super().__init__(images=content, size=size, gray=gray, steps_per_epoch=steps_per_epoch)
         self.styles = list(styles)
         self.style_scale = style_scale

@@ -17,6 +17,7 @@ from lightning_synth.datamodules.sampling import (
     ResumesMidEpoch,
 )
 from lightning_synth.datamodules.sources import DomainSource
+from lightning_synth.errors import InputError
 from lightning_synth.image_io import to_channels
 
 __all__ = [
@@ -152,9 +153,9 @@ class MixedDomainDataModule(DomainDataModule):
             seed=seed,
         )
         if image_size < 8:
-            raise ValueError(f"image_size must be at least 8 pixels, got {image_size}")
+            raise InputError(f"image_size must be at least 8 pixels, got {image_size}")
         if framing not in ("none", "canonical"):
-            raise ValueError(f"framing must be 'none' or 'canonical', got {framing!r}")
+            raise InputError(f"framing must be 'none' or 'canonical', got {framing!r}")
         self.image_size = image_size
         self.channels = channels
         self.framing = framing

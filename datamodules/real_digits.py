@@ -34,6 +34,7 @@ from lightning_synth.datamodules.splits import (
     _subset,
     _TensorDigits,
 )
+from lightning_synth.errors import InputError
 
 __all__ = ["SklearnDigits", "TorchvisionDigits"]
 
@@ -168,18 +169,18 @@ class TorchvisionDigits(DomainSource):
             seed: seed of the train/val division.
         """
         if name not in _OFFICIAL_FILES:
-            raise ValueError(f"name must be one of {tuple(_OFFICIAL_FILES)}, got {name!r}")
+            raise InputError(f"name must be one of {tuple(_OFFICIAL_FILES)}, got {name!r}")
         _check_fractions(val_fraction=val_fraction)
         ranges = {"train_range": train_range, "test_range": test_range}
         for arg, value in ranges.items():
             if value is not None and not (len(value) == 2 and 0 <= value[0] < value[1]):
-                raise ValueError(f"{arg} must be (start, stop) with 0 <= start < stop, got {value}")
+                raise InputError(f"{arg} must be (start, stop) with 0 <= start < stop, got {value}")
         if train_split == test_split:
             overlap = train_range is None or test_range is None
             if not overlap:
                 overlap = max(train_range[0], test_range[0]) < min(train_range[1], test_range[1])
             if overlap:
-                raise ValueError(
+                raise InputError(
                     f"train and test both come from the official {train_split!r} split and "
                     f"overlap (train_range={train_range}, test_range={test_range}); give "
                     f"disjoint ranges, or take them from different splits"

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from lightning_synth.errors import InputError
+
 __all__ = ["MixedDomainSampler", "ResumableDataLoader", "ResumesMidEpoch", "resume_at"]
 
 
@@ -55,9 +57,9 @@ class MixedDomainSampler(DistributedSampler):
         self.per_batch_real = round(batch_size * real_fraction)
         self.per_batch_rendered = batch_size - self.per_batch_real
         if self.per_batch_rendered and not num_rendered:
-            raise ValueError("the rendered dataset is empty but real_fraction < 1")
+            raise InputError("the rendered dataset is empty but real_fraction < 1")
         if self.per_batch_real and not num_real:
-            raise ValueError("the real dataset is empty but real_fraction > 0")
+            raise InputError("the real dataset is empty but real_fraction > 0")
         self.num_rendered = num_rendered
         self.num_real = num_real
         passes = []

@@ -210,11 +210,11 @@ class BodyPartClassifier(SynthTask):
         forest_depth: int = 20,
     ) -> None:
         if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+            raise InputError(f"num_classes must be at least 2, got {num_classes}")
         if joint_frames < 0:
-            raise ValueError(f"joint_frames must be >= 0, got {joint_frames}")
+            raise InputError(f"joint_frames must be >= 0, got {joint_frames}")
         if min(pixels_per_image, forest_trees, forest_depth) < 1:
-            raise ValueError(
+            raise InputError(
                 "pixels_per_image, forest_trees and forest_depth must be positive, got "
                 f"{pixels_per_image}, {forest_trees}, {forest_depth}"
             )

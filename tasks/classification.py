@@ -16,6 +16,7 @@ from lightning_synth.batch import DOMAIN, IGNORE_LABEL, IMAGE, LABEL, Batch, Sta
 from lightning_synth.callbacks import labelled_image_grid, log_image
 from lightning_synth.callbacks.bound_report import BoundReport
 from lightning_synth.callbacks.model_selection import ModelSelection
+from lightning_synth.errors import InputError
 from lightning_synth.metrics.selection import selection_metric
 from lightning_synth.nn import DigitConvNet, feature_dim
 from lightning_synth.tasks.base import Adaptation, StepOutput, SynthTask
@@ -101,9 +102,9 @@ class ImageClassifier(SynthTask):
         log_images: bool = True,
     ) -> None:
         if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+            raise InputError(f"num_classes must be at least 2, got {num_classes}")
         if pad_samples < 0:
-            raise ValueError(f"pad_samples must be >= 0 (0: no report), got {pad_samples}")
+            raise InputError(f"pad_samples must be >= 0 (0: no report), got {pad_samples}")
         super().__init__(
             networks={
                 "feature_extractor": feature_extractor,

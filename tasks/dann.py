@@ -22,6 +22,7 @@ from lightning_synth.adaptation import (
     DomainAdversarial,
     RealSampleTerms,
 )
+from lightning_synth.errors import InputError
 from lightning_synth.nn.backbones import feature_dim
 from lightning_synth.nn.domain_adversarial import GaninDigitNet, MLPHead
 from lightning_synth.tasks.classification import ImageClassifier
@@ -106,11 +107,11 @@ class DANN(ImageClassifier):
         log_images: bool = True,
     ) -> None:
         if adaptation_weight < 0:
-            raise ValueError(
+            raise InputError(
                 f"adaptation_weight must be >= 0 (0 is the source-only baseline), got {adaptation_weight}"
             )
         if conditioning not in ("none", "multilinear"):
-            raise ValueError(f"conditioning must be 'none' or 'multilinear', got {conditioning!r}")
+            raise InputError(f"conditioning must be 'none' or 'multilinear', got {conditioning!r}")
         if feature_extractor is None:
             feature_extractor = GaninDigitNet(in_channels)
         if classifier is None:

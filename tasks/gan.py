@@ -45,6 +45,7 @@ from torchvision.utils import make_grid
 
 from lightning_synth.batch import DOMAIN, IGNORE_LABEL, IMAGE, LABEL, REAL, RENDERED, Batch, Stage
 from lightning_synth.callbacks import log_image
+from lightning_synth.errors import InputError
 from lightning_synth.metrics.generative import DomainFeatures, GenerativeScores, InceptionFeatures
 from lightning_synth.nn.gan import (
     GENERATOR_CHECKPOINT_KEY,
@@ -180,17 +181,17 @@ class GAN(SynthTask):
         log_images_every_n_steps: int = 500,
     ) -> None:
         if d_steps_per_g_step < 1:
-            raise ValueError(f"d_steps_per_g_step must be at least 1, got {d_steps_per_g_step}")
+            raise InputError(f"d_steps_per_g_step must be at least 1, got {d_steps_per_g_step}")
         if num_classes is not None and num_classes < 2:
-            raise ValueError(f"num_classes must be None or at least 2, got {num_classes}")
+            raise InputError(f"num_classes must be None or at least 2, got {num_classes}")
         if train_on not in _DOMAINS:
-            raise ValueError(f"train_on must be one of {tuple(_DOMAINS)}, got {train_on!r}")
+            raise InputError(f"train_on must be one of {tuple(_DOMAINS)}, got {train_on!r}")
         if loss not in ("non_saturating", "hinge", "wgan_gp"):
-            raise ValueError(f"loss must be non_saturating, hinge or wgan_gp, got {loss!r}")
+            raise InputError(f"loss must be non_saturating, hinge or wgan_gp, got {loss!r}")
         if class_loss_weight < 0 or (class_loss_weight > 0 and num_classes is None):
-            raise ValueError("class_loss_weight must be >= 0, and > 0 only with num_classes set")
+            raise InputError("class_loss_weight must be >= 0, and > 0 only with num_classes set")
         if feature_network is not None and feature_checkpoint is not None:
-            raise ValueError("give feature_network or feature_checkpoint, not both")
+            raise InputError("give feature_network or feature_checkpoint, not both")
         super().__init__(networks={"generator": generator, "discriminator": discriminator})
         # Evaluation only: kept out of the module tree, so neither the state dict, DDP nor
         # the optimizers see it (it is moved to the task's device when used).

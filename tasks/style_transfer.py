@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from lightning_synth.batch import IMAGE, NAME, STYLE, Batch
+from lightning_synth.errors import InputError
 from lightning_synth.nn.style_losses import content_loss, gram_matrix, style_loss
 from lightning_synth.nn.total_variation import total_variation
 from lightning_synth.nn.vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGFeatures
@@ -89,9 +90,9 @@ class StyleTransfer(ImageOptimizationTask):
         bit_depth: Literal[8, 16] = 8,
     ) -> None:
         if iterations_per_step < 1:
-            raise ValueError(f"iterations_per_step must be at least 1, got {iterations_per_step}")
+            raise InputError(f"iterations_per_step must be at least 1, got {iterations_per_step}")
         if iterations_per_step > 1 and optimizer != "lbfgs":
-            raise ValueError(
+            raise InputError(
                 f"iterations_per_step={iterations_per_step} is L-BFGS's max_iter; with "
                 f"optimizer={optimizer!r} each training step is one iteration: raise "
                 f"max_steps instead"
@@ -99,11 +100,11 @@ class StyleTransfer(ImageOptimizationTask):
         self.content_layers = list(content_layers or CONTENT_LAYERS)
         self.style_layers = list(style_layers or STYLE_LAYERS)
         if style_layer_weights is not None and len(style_layer_weights) != len(self.style_layers):
-            raise ValueError(
+            raise InputError(
                 f"{len(style_layer_weights)} style_layer_weights for {len(self.style_layers)} layers"
             )
         if style_weight_sweep is not None and not style_weight_sweep:
-            raise ValueError("style_weight_sweep needs at least one value")
+            raise InputError("style_weight_sweep needs at least one value")
         super().__init__(networks={"feature_network": feature_network})
         self._targets: dict[str, Any] | None = None
 

@@ -30,6 +30,7 @@ from torchmetrics.functional.image import (
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from lightning_synth.batch import IMAGE, NAME, REFERENCE, Batch, Stage
+from lightning_synth.errors import InputError
 from lightning_synth.nn.total_variation import (
     ChambollePockTV,
     default_tol,
@@ -85,7 +86,7 @@ class TVDenoise(ImageOptimizationTask):
         bit_depth: Literal[8, 16] = 8,
     ) -> None:
         if weight <= 0 or (tol is not None and tol <= 0) or max_iter < 1:
-            raise ValueError(
+            raise InputError(
                 f"weight and tol must be positive and max_iter at least 1, got weight "
                 f"{weight}, tol {tol}, max_iter {max_iter}"
             )

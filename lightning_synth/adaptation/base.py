@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from lightning_synth.batch import REAL, RENDERED
+from lightning_synth.errors import InputError
 from lightning_synth.nn.schedules import grl_lambda
 
 __all__ = [
@@ -148,11 +149,11 @@ class AdaptationMethod(nn.Module):
     ) -> None:
         super().__init__()
         if weight < 0:
-            raise ValueError(f"weight must be >= 0 (0 turns the method off), got {weight}")
+            raise InputError(f"weight must be >= 0 (0 turns the method off), got {weight}")
         if schedule not in ("dann", "linear", "constant"):
-            raise ValueError(f"schedule must be 'dann', 'linear' or 'constant', got {schedule!r}")
+            raise InputError(f"schedule must be 'dann', 'linear' or 'constant', got {schedule!r}")
         if max_samples < 0:
-            raise ValueError(f"max_samples must be >= 0 (0: all pixels), got {max_samples}")
+            raise InputError(f"max_samples must be >= 0 (0: all pixels), got {max_samples}")
         self.weight = float(weight)
         self.schedule = schedule
         self.gamma = float(gamma)

@@ -26,6 +26,7 @@ from lightning_synth.adaptation.base import (
     Schedule,
 )
 from lightning_synth.batch import REAL
+from lightning_synth.errors import InputError
 from lightning_synth.nn.gradient_reversal import grad_reverse
 
 __all__ = ["CDAN", "multilinear_map"]
@@ -90,7 +91,7 @@ class CDAN(DomainAdversarial):
             max_samples=max_samples,
         )
         if max_map_dim < 1:
-            raise ValueError(f"max_map_dim must be positive, got {max_map_dim}")
+            raise InputError(f"max_map_dim must be positive, got {max_map_dim}")
         self.entropy_conditioning = bool(entropy_conditioning)
         self.max_map_dim = int(max_map_dim)
 

@@ -17,6 +17,7 @@ from lightning_synth.adaptation.base import (
     Schedule,
 )
 from lightning_synth.batch import REAL
+from lightning_synth.errors import InputError
 
 __all__ = ["MinimumClassConfusion", "class_confusion"]
 
@@ -64,7 +65,7 @@ class MinimumClassConfusion(AdaptationMethod):
     ) -> None:
         super().__init__(weight=weight, schedule=schedule, gamma=gamma, max_samples=max_samples)
         if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
+            raise InputError(f"temperature must be positive, got {temperature}")
         self.temperature = float(temperature)
 
     def compute(self, inputs: AdaptationInputs, strength: float) -> AdaptationOutput:

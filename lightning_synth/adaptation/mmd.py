@@ -18,6 +18,7 @@ from lightning_synth.adaptation.base import (
     Schedule,
 )
 from lightning_synth.batch import REAL
+from lightning_synth.errors import InputError
 
 __all__ = ["MMD", "mk_mmd"]
 
@@ -72,7 +73,7 @@ class MMD(AdaptationMethod):
     ) -> None:
         super().__init__(weight=weight, schedule=schedule, gamma=gamma, max_samples=max_samples)
         if not multipliers or any(m <= 0 for m in multipliers):
-            raise ValueError(f"multipliers must be positive numbers, got {list(multipliers)}")
+            raise InputError(f"multipliers must be positive numbers, got {list(multipliers)}")
         self.multipliers = tuple(float(m) for m in multipliers)
 
     def compute(self, inputs: AdaptationInputs, strength: float) -> AdaptationOutput:

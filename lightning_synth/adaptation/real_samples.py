@@ -22,6 +22,7 @@ from lightning_synth.adaptation.base import (
     Schedule,
 )
 from lightning_synth.batch import REAL
+from lightning_synth.errors import InputError
 from lightning_synth.nn.augment import RandomAffine
 
 __all__ = ["RealSampleTerms", "mean_entropy", "marginal_entropy"]
@@ -90,9 +91,9 @@ class RealSampleTerms(AdaptationMethod):
             "consistency_weight": consistency_weight,
         }.items():
             if value < 0:
-                raise ValueError(f"{name} must be >= 0 (0 turns it off), got {value}")
+                raise InputError(f"{name} must be >= 0 (0 turns it off), got {value}")
         if not 0 <= threshold <= 1:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+            raise InputError(f"threshold must be in [0, 1], got {threshold}")
         self.entropy_weight = float(entropy_weight)
         self.diversity_weight = float(diversity_weight)
         self.consistency_weight = float(consistency_weight)

@@ -34,6 +34,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 
 from lightning_synth.batch import DOMAIN, IGNORE_LABEL, IMAGE, LABEL, REAL, RENDERED, Batch
+from lightning_synth.errors import InputError
 from lightning_synth.metrics.discrepancy import DEFAULT_CS, bound_terms, proxy_a_distance
 
 __all__ = ["BoundReport", "gather_rows", "batch_features", "batch_predictions"]
@@ -141,9 +142,9 @@ class BoundReport(Callback):
         text: bool = True,
     ) -> None:
         if num_samples < _MIN_SAMPLES:
-            raise ValueError(f"num_samples must be at least {_MIN_SAMPLES}, got {num_samples}")
+            raise InputError(f"num_samples must be at least {_MIN_SAMPLES}, got {num_samples}")
         if every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be positive, got {every_n_epochs}")
+            raise InputError(f"every_n_epochs must be positive, got {every_n_epochs}")
         self.num_samples = num_samples
         self.pixels = pixels
         self.every_n_epochs = every_n_epochs

@@ -30,6 +30,7 @@ from lightning_synth.batch import (
     Batch,
 )
 from lightning_synth.callbacks.bound_report import batch_features
+from lightning_synth.errors import InputError
 
 __all__ = ["EmbeddingProjector"]
 
@@ -54,9 +55,9 @@ class EmbeddingProjector(Callback):
         sprite_size: int = 28,
     ) -> None:
         if num_samples < 1:
-            raise ValueError(f"num_samples must be positive, got {num_samples}")
+            raise InputError(f"num_samples must be positive, got {num_samples}")
         if every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be positive, got {every_n_epochs}")
+            raise InputError(f"every_n_epochs must be positive, got {every_n_epochs}")
         self.num_samples = num_samples
         self.every_n_epochs = every_n_epochs
         self.tag = tag

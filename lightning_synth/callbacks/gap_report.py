@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from lightning_synth.batch import REAL, RENDERED
+from lightning_synth.errors import InputError
 from lightning_synth.metrics.gap_report import domain_samples, gap_report
 
 __all__ = ["GapReport"]
@@ -36,7 +37,7 @@ class GapReport(Callback):
 
     def __init__(self, num_samples: int = 500, num_examples: int = 8, seed: int = 0) -> None:
         if num_samples < 4:
-            raise ValueError(f"num_samples must be at least 4, got {num_samples}")
+            raise InputError(f"num_samples must be at least 4, got {num_samples}")
         self.num_samples = num_samples
         self.num_examples = num_examples
         self.seed = seed

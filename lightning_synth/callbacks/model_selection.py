@@ -32,6 +32,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from lightning_synth.batch import DOMAIN, IGNORE_LABEL, IMAGE, LABEL, REAL, RENDERED, Batch
 from lightning_synth.callbacks.bound_report import batch_features, gather_rows
+from lightning_synth.errors import InputError
 from lightning_synth.metrics.selection import (
     VALIDATORS,
     Validator,
@@ -69,9 +70,9 @@ class ModelSelection(Callback):
     ) -> None:
         unknown = sorted(set(validators) - set(VALIDATORS))
         if unknown or not validators:
-            raise ValueError(f"unknown validators {unknown}; choose from {sorted(VALIDATORS)}")
+            raise InputError(f"unknown validators {unknown}; choose from {sorted(VALIDATORS)}")
         if num_samples < _MIN_SAMPLES:
-            raise ValueError(f"num_samples must be at least {_MIN_SAMPLES}, got {num_samples}")
+            raise InputError(f"num_samples must be at least {_MIN_SAMPLES}, got {num_samples}")
         self.validators = tuple(dict.fromkeys(validators))
         self.num_samples = num_samples
         self.temperature = temperature

@@ -25,6 +25,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from lightning_synth.errors import InputError
 from lightning_synth.image_io import rgb_to_gray
 from lightning_synth.nn.backbones import DigitConvNet
 
@@ -172,7 +173,7 @@ class GenerativeScores(nn.Module):
         super().__init__()
         dim = int(getattr(features, "num_features", 0))
         if dim < 1:
-            raise ValueError("the feature extractor must declare num_features (an int)")
+            raise InputError("the feature extractor must declare num_features (an int)")
         self.features = features
         self.fid = FrechetInceptionDistance(feature=_Given(dim))
         with warnings.catch_warnings():  # it keeps the features: D floats per image, fine

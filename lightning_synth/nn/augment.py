@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_synth.errors import InputError
+
 __all__ = ["RandomAffine"]
 
 
@@ -35,9 +37,9 @@ class RandomAffine(nn.Module):
     ) -> None:
         super().__init__()
         if degrees < 0 or translate < 0:
-            raise ValueError(f"degrees and translate must be >= 0, got {degrees} and {translate}")
+            raise InputError(f"degrees and translate must be >= 0, got {degrees} and {translate}")
         if not 0 < scale[0] <= scale[1]:
-            raise ValueError(
+            raise InputError(
                 f"scale must be (smallest, largest) with 0 < smallest <= largest, got {scale}"
             )
         self.degrees, self.translate, self.scale, self.fill = degrees, translate, tuple(scale), fill

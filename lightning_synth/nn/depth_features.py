@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_synth.errors import InputError
+
 __all__ = ["DepthComparisonFeatures", "REFERENCE_WIDTH"]
 
 #: Image width (pixels) at which offsets are given; other widths scale them.
@@ -88,13 +90,13 @@ class DepthComparisonFeatures(nn.Module):
     ) -> None:
         super().__init__()
         if num_features < 1:
-            raise ValueError(f"num_features must be positive, got {num_features}")
+            raise InputError(f"num_features must be positive, got {num_features}")
         if max_offset <= 0 or background <= 0:
-            raise ValueError("max_offset and background must be positive")
+            raise InputError("max_offset and background must be positive")
         if interpolation is None:
             interpolation = "bilinear" if learnable else "nearest"
         if learnable and interpolation == "nearest":
-            raise ValueError(
+            raise InputError(
                 "learnable offsets need interpolation='bilinear': nearest-pixel probes "
                 "have no gradient with respect to the offsets"
             )

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lightning_synth.errors import InputError
+
 __all__ = ["GaninDigitNet", "MLPHead", "DomainClassifier"]
 
 
@@ -36,7 +38,7 @@ class GaninDigitNet(nn.Module):
     ) -> None:
         super().__init__()
         if len(widths) != 2:
-            raise ValueError(f"widths must give the channels of the two convolutions, got {widths}")
+            raise InputError(f"widths must give the channels of the two convolutions, got {widths}")
         layers: list[nn.Module] = []
         channels = in_channels
         for width in widths:

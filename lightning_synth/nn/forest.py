@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_synth.errors import InputError
+
 __all__ = ["DepthForest"]
 
 _BUFFERS = ("feature", "threshold", "left", "roots", "distribution", "levels")
@@ -88,11 +90,11 @@ class DepthForest(nn.Module):
     ) -> None:
         super().__init__()
         if in_features < 1 or num_classes < 2:
-            raise ValueError("in_features must be positive and num_classes at least 2")
+            raise InputError("in_features must be positive and num_classes at least 2")
         if num_trees < 1 or max_depth < 1 or min_samples_leaf < 1:
-            raise ValueError("num_trees, max_depth and min_samples_leaf must be positive")
+            raise InputError("num_trees, max_depth and min_samples_leaf must be positive")
         if method not in ("extra_trees", "random_forest"):
-            raise ValueError(f"method must be 'extra_trees' or 'random_forest', got {method!r}")
+            raise InputError(f"method must be 'extra_trees' or 'random_forest', got {method!r}")
         self.in_features, self.out_features = int(in_features), int(num_classes)
         self.num_trees, self.max_depth = int(num_trees), int(max_depth)
         self.method, self.max_features = method, max_features

@@ -30,6 +30,8 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from lightning_synth.errors import InputError
+
 __all__ = [
     "DCGANGenerator",
     "DCGANDiscriminator",
@@ -208,7 +210,7 @@ class DCGANDiscriminator(nn.Module):
         super().__init__()
         base, steps = upsampling_plan(image_size)
         if auxiliary_classifier and num_classes is None:
-            raise ValueError("an auxiliary classifier needs num_classes")
+            raise InputError("an auxiliary classifier needs num_classes")
         self.num_classes = num_classes
         widths = [width * 2**i for i in range(steps)]  # e.g. 64, 128, 256
         layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2)]
@@ -219,7 +221,7 @@ class DCGANDiscriminator(nn.Module):
             elif norm == "layer":
                 layers.append(nn.GroupNorm(1, c_out))
             elif norm != "none":
-                raise ValueError(f"norm must be 'batch', 'layer' or 'none', got {norm!r}")
+                raise InputError(f"norm must be 'batch', 'layer' or 'none', got {norm!r}")
             layers.append(nn.LeakyReLU(0.2))
         self.features = nn.Sequential(*layers)
         self.head = nn.Conv2d(widths[-1], 1, base, 1, 0)
@@ -299,7 +301,7 @@ class ExponentialMovingAverage(AveragedModel):
 
     def __init__(self, network: nn.Module, decay: float = 0.999) -> None:
         if not 0.0 <= decay < 1.0:
-            raise ValueError(f"the EMA decay must lie in [0, 1), got {decay}")
+            raise InputError(f"the EMA decay must lie in [0, 1), got {decay}")
         # A partial of a module-level function (not a closure), so that ddp_spawn can
         # pickle the task.
         super().__init__(

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_synth.errors import InputError
+
 __all__ = ["DepthFCN", "PixelClassifier", "normalize_depth"]
 
 
@@ -73,7 +75,7 @@ class DepthFCN(nn.Module):
         super().__init__()
         widths = [int(w) for w in widths]
         if len(widths) < 2 or min(widths) < 1:
-            raise ValueError(f"widths needs at least two positive levels, got {widths}")
+            raise InputError(f"widths needs at least two positive levels, got {widths}")
         self.normalize = normalize
         self.out_features = int(out_features)
         in_channels = 2 if normalize else 1

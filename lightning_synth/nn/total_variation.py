@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_synth.errors import InputError
+
 __all__ = [
     "TVNorm",
     "image_gradient",
@@ -221,7 +223,7 @@ class _PrimalDual:
     ) -> None:
         _check_images(x)
         if norm not in ("isotropic", "anisotropic"):
-            raise ValueError(f"norm must be 'isotropic' or 'anisotropic', got {norm!r}")
+            raise InputError(f"norm must be 'isotropic' or 'anisotropic', got {norm!r}")
         self.x, self.state = x, state
         # One channel: coupled and per-channel TV agree; the per-channel path is faster.
         coupled = coupled_channels and x.shape[1] > 1
@@ -372,9 +374,9 @@ class ChambollePockTV(torch.optim.Optimizer):
         gamma: float = DEFAULT_GAMMA,
     ) -> None:
         if weight <= 0:
-            raise ValueError(f"weight must be positive, got {weight}")
+            raise InputError(f"weight must be positive, got {weight}")
         if norm not in ("isotropic", "anisotropic"):
-            raise ValueError(f"norm must be 'isotropic' or 'anisotropic', got {norm!r}")
+            raise InputError(f"norm must be 'isotropic' or 'anisotropic', got {norm!r}")
         defaults = dict(
             weight=weight, norm=norm, coupled_channels=coupled_channels, tau=tau, gamma=gamma
         )

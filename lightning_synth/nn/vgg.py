@@ -21,6 +21,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from lightning_synth.errors import InputError
+
 __all__ = [
     "VGG19_LAYERS",
     "CONTENT_LAYERS",
@@ -138,9 +140,9 @@ class VGGFeatures(nn.Module):
         )  # fmt: skip
         unknown = [name for name in wanted if name not in VGG19_LAYERS]
         if unknown or not wanted:
-            raise ValueError(f"unknown VGG19 layer(s) {unknown}; choose from {VGG19_LAYERS}")
+            raise InputError(f"unknown VGG19 layer(s) {unknown}; choose from {VGG19_LAYERS}")
         if pooling not in ("max", "avg"):
-            raise ValueError(f"pooling must be 'max' or 'avg', got {pooling!r}")
+            raise InputError(f"pooling must be 'max' or 'avg', got {pooling!r}")
         self.layers = sorted(set(wanted), key=VGG19_LAYERS.index)
         self.features, self._outputs = self._build(self.layers[-1], pooling)
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), False)
@@ -238,7 +240,7 @@ class NamedFeatures(nn.Module):
     ) -> None:
         super().__init__()
         if not layers:
-            raise ValueError("layers must name at least one submodule")
+            raise InputError("layers must name at least one submodule")
         self.network = network
         if weights is not None:
             network.load_state_dict(load_state_dict_file(weights, prefix))
@@ -246,7 +248,7 @@ class NamedFeatures(nn.Module):
         unknown = [path for path in layers.values() if path not in submodules]
         if unknown:
             known = [name for name in submodules if name][:20]
-            raise ValueError(f"no submodule(s) {unknown} in the network; some it has: {known}")
+            raise InputError(f"no submodule(s) {unknown} in the network; some it has: {known}")
         self.layers = dict(layers)
         self._found: dict[str, torch.Tensor] = {}
         for name, path in self.layers.items():

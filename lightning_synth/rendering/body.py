@@ -42,6 +42,7 @@ from lightning_synth.batch import (
     VALID,
     Batch,
 )
+from lightning_synth.errors import InputError
 from lightning_synth.rendering.body_frame import (
     BodyFrame,
     BodyParams,
@@ -213,16 +214,16 @@ class BodyRenderer:
         culling: Literal["spans", "tiles"] = "spans",
     ) -> None:
         if culling not in ("spans", "tiles"):
-            raise ValueError(f"culling must be 'spans' or 'tiles', got {culling!r}")
+            raise InputError(f"culling must be 'spans' or 'tiles', got {culling!r}")
         if culling == "tiles" and not tiles_available(torch.device(device)):
-            raise ValueError(
+            raise InputError(
                 f"culling='tiles' needs Triton and a CUDA device, not {device!r}; use "
                 f"culling='spans' (the default) there"
             )
         if height < 1 or width < 1:
-            raise ValueError(f"image size must be positive, got {height} x {width}")
+            raise InputError(f"image size must be positive, got {height} x {width}")
         if min(distance_range) <= 0.3:
-            raise ValueError(f"distance_range must stay above 0.3 m, got {distance_range}")
+            raise InputError(f"distance_range must stay above 0.3 m, got {distance_range}")
         self.height, self.width, self.seed, self.mirror = int(height), int(width), int(seed), mirror
         self.distance_range, self.camera_height_range = distance_range, camera_height_range
         self.pitch_jitter, self.pan_jitter, self.max_roll = pitch_jitter, pan_jitter, max_roll
@@ -231,7 +232,7 @@ class BodyRenderer:
         self.proportion_jitter, self.pose_jitter = proportion_jitter, pose_jitter
         self.random_limb_prob = random_limb_prob
         if not 0 < view_fill <= 1:
-            raise ValueError(f"view_fill must be in (0, 1], got {view_fill}")
+            raise InputError(f"view_fill must be in (0, 1], got {view_fill}")
         self.fit_in_view, self.view_fill = fit_in_view, float(view_fill)
         self.device = torch.device(device)
         self.culling = culling
@@ -424,7 +425,7 @@ class RenderedBodies(Dataset):
         offset: int = 0,
     ) -> None:
         if length < 0 or offset < 0:
-            raise ValueError(f"length and offset must be >= 0, got {length} and {offset}")
+            raise InputError(f"length and offset must be >= 0, got {length} and {offset}")
         self.length, self.offset = int(length), int(offset)
         self.renderer = renderer if renderer is not None else BodyRenderer()
         self.noise = noise

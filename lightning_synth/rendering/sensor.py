@@ -61,6 +61,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_synth.errors import InputError
+
 __all__ = ["DepthSensorNoise", "kinect_axial_sigma", "khoshelham_axial_sigma"]
 
 #: Width in pixels of the Kinect v1's native IR image, where disparities are measured.
@@ -158,15 +160,15 @@ class DepthSensorNoise(nn.Module):
     ) -> None:
         super().__init__()
         if not 0 <= grazing_angle < 90:
-            raise ValueError(f"grazing_angle must be in [0, 90) degrees, got {grazing_angle}")
+            raise InputError(f"grazing_angle must be in [0, 90) degrees, got {grazing_angle}")
         if baseline <= 0 or disparity_step <= 0:
-            raise ValueError("baseline and disparity_step must be positive")
+            raise InputError("baseline and disparity_step must be positive")
         if axial_model not in ("khoshelham", "nguyen"):
-            raise ValueError(f"axial_model must be 'khoshelham' or 'nguyen', got {axial_model!r}")
+            raise InputError(f"axial_model must be 'khoshelham' or 'nguyen', got {axial_model!r}")
         if projector_side not in ("right", "left"):
-            raise ValueError(f"projector_side must be 'right' or 'left', got {projector_side!r}")
+            raise InputError(f"projector_side must be 'right' or 'left', got {projector_side!r}")
         if native_width is not None and native_width < 1:
-            raise ValueError(f"native_width must be positive or None, got {native_width}")
+            raise InputError(f"native_width must be positive or None, got {native_width}")
         self.axial_noise, self.axial_scale = axial_noise, float(axial_scale)
         self.quantize, self.baseline = quantize, float(baseline)
         self.disparity_step, self.focal_length = float(disparity_step), focal_length
