@@ -72,7 +72,7 @@ def describe_metrics(metrics: dict[str, Any], stage: str) -> list[str]:
 
 class _BestMonitorAsHparamMetric(Callback):
     """At the end of a fit, log the hyper-parameters with the best value of the task's
-    monitored metric (``best/val/real_acc``, ...) to every TensorBoard logger, so that
+    monitored metric (``best/val/select_im``, ...) to every TensorBoard logger, so that
     TensorBoard's HPARAMS tab compares runs by the metric their best checkpoint was
     chosen by.
 

@@ -176,8 +176,8 @@ class _ExportableDepthFeatures(nn.Module):
 
 
 def exportable(model: nn.Module) -> nn.Module:
-    """``model`` in eval mode with the modules that do not trace well replaced by exact
-    equivalents (in place: pass a copy to keep the original).
+    """``model`` in eval mode with the modules that do not trace well replaced by
+    equivalents that do (in place: pass a copy to keep the original).
 
     Args:
         model: the task or network to export.

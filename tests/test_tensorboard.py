@@ -106,10 +106,12 @@ def test_scalars_and_prediction_grid_reach_the_tensorboard_server(
 
 
 def test_hparams_tab_compares_runs_by_the_best_monitored_metric(tmp_path: Path, run_cli) -> None:
-    """No ``hp_metric`` placeholder at -1; the hyper-parameters carry the best
-    ``val/real_acc`` of the run (what its best checkpoint was chosen by)."""
+    """No ``hp_metric`` placeholder at -1; the hyper-parameters carry the best value of the
+    metric the task keeps its best checkpoint by."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from lightning_synth.tasks import ImageClassifier
 
     run_dir = run_cli(
         "fit",
@@ -123,17 +125,18 @@ def test_hparams_tab_compares_runs_by_the_best_monitored_metric(tmp_path: Path, 
         "--data.init_args.batch_size=8",
         "--data.init_args.num_workers=0",
     )
+    task = ImageClassifier(in_channels=1)
+    monitor, best_of = task.monitor, max if task.mode == "max" else min
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
-    scalars = events.Tags()["scalars"]
-    assert "hp_metric" not in scalars
-    per_epoch = [event.value for event in events.Scalars("val/real_acc")]
+    assert "hp_metric" not in events.Tags()["scalars"]
+    per_epoch = [event.value for event in events.Scalars(monitor)]
     assert len(per_epoch) == 2
-    (best,) = [event.value for event in events.Scalars("best/val/real_acc")]
-    assert best == pytest.approx(max(per_epoch))
+    (best,) = [event.value for event in events.Scalars(f"best/{monitor}")]
+    assert best == pytest.approx(best_of(per_epoch))
 
     content = events.PluginTagToContent("hparams")
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
-    assert [info.name.tag for info in experiment.experiment.metric_infos] == ["best/val/real_acc"]
+    assert [info.name.tag for info in experiment.experiment.metric_infos] == [f"best/{monitor}"]
     session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     assert session.session_start_info.hparams["lr"].number_value == pytest.approx(0.0123)

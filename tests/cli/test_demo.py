@@ -43,6 +43,8 @@ def test_demo_runs_both_arms_and_prints_the_comparison(
     # the adapted arm saw real digits with their labels hidden, the source-only arm none
     adapted = (tmp_path / "demo_runs" / "adapted" / "version_0" / "config.yaml").read_text()
     assert "real_fraction: 0.5" in adapted and "hide_real_labels: true" in adapted
-    assert "class_path: lightning_synth.tasks.DANN" in adapted
+    assert "DomainAdversarial" in adapted and "RealSampleTerms" in adapted
+    source = (tmp_path / "demo_runs" / "source_only" / "version_0" / "config.yaml").read_text()
+    assert "adaptation: null" in source and "real_fraction: 0.5" in source
     real = [float(v) for v in table.split("accuracy on real digits (test)")[1].split("%")[:2]]
     assert all(0 <= value <= 100 and not math.isnan(value) for value in real)
