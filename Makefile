@@ -23,7 +23,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
-# Source-only, then adapted, on rendered -> real digits (offline, about 2.5 minutes on 2 cores).
+# Source-only, then adapted, on rendered -> real digits (offline, a few minutes on 2 CPU cores).
 demo: $(STAMP)
 	$(BIN)/lightning-synth demo
 
