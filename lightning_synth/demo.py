@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -73,7 +74,10 @@ class DemoArm:
 
         announce(f"{self.label}: lightning-synth fit {' '.join(self.args)}")
         start = time.perf_counter()
-        cli = LightningSynthCLI(args=["fit", *self.args])
+        with warnings.catch_warnings():
+            # the fits are meant to be run from Python with explicit arguments
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            cli = LightningSynthCLI(args=["fit", *self.args])
         trainer, model, data = cli.trainer, cli.model, cli.datamodule
         trainer.test(model, datamodule=data, verbose=False)
         metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -68,10 +69,13 @@ def main(args: list[str]) -> Path:
     quiet = logging.getLogger("lightning.pytorch")
     level, quiet.level = quiet.level, logging.WARNING
     try:
-        cli = LightningSynthCLI(
-            args=[*configs, *overrides, "--trainer.logger=false", "--trainer.accelerator=cpu"],
-            run=False,
-        )
+        with warnings.catch_warnings():
+            # the task is built from Python with explicit arguments, as intended
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            cli = LightningSynthCLI(
+                args=[*configs, *overrides, "--trainer.logger=false", "--trainer.accelerator=cpu"],
+                run=False,
+            )
     finally:
         quiet.setLevel(level)
     task_class = type(cli.model)
