@@ -57,12 +57,12 @@ def read_depth(path: str | Path) -> np.ndarray:
     if path.suffix.lower() == ".png":
         with Image.open(path) as image:
             if image.mode in ("1", "L", "P", "LA", "PA"):
-                raise ValueError(
+                raise InputError(
                     f"{path} is an 8-bit PNG, which cannot hold depth; save depth PNGs as "
                     f"16-bit single-channel images of millimetres (uint16)"
                 )
             if image.mode not in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-                raise ValueError(
+                raise InputError(
                     f"{path} is a {len(image.getbands())}-channel {image.mode} PNG; depth PNGs "
                     f"must be 16-bit single-channel millimetres (a colour-mapped depth picture "
                     f"cannot be turned back into depth)"
@@ -70,30 +70,30 @@ def read_depth(path: str | Path) -> np.ndarray:
             millimetres = np.asarray(image).astype(np.float32)
         largest = float(millimetres.max(initial=0))
         if 0 < largest < _MAX_METRES:
-            raise ValueError(
+            raise InputError(
                 f"{path}: the largest depth is {largest:g}, which looks like metres; 16-bit "
                 f"PNGs must hold millimetres (2500 for 2.5 m). Multiply by 1000 before saving, "
                 f"or save float metres as .npy"
             )
         return millimetres / 1000.0
     if path.suffix.lower() != ".npy":
-        raise ValueError(f"{path}: depth frames must be .png (16-bit mm) or .npy (float m)")
+        raise InputError(f"{path}: depth frames must be .png (16-bit mm) or .npy (float m)")
     array = np.load(path, allow_pickle=False)
     if array.ndim == 3 and 1 in (array.shape[0], array.shape[-1]):
         array = array.squeeze(0 if array.shape[0] == 1 else -1)
     if array.ndim != 2:
-        raise ValueError(f"{path} holds an array of shape {array.shape}; expected H x W depth")
+        raise InputError(f"{path} holds an array of shape {array.shape}; expected H x W depth")
     if not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(
+        raise InputError(
             f"{path} holds {array.dtype} values; .npy frames must be float metres. If these "
             f"are millimetres, divide by 1000 and save as float32 (or save a 16-bit PNG)"
         )
     metres = np.nan_to_num(array.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     if (metres < 0).any():
-        raise ValueError(f"{path} has negative depths; use 0 (or NaN) for 'no reading'")
+        raise InputError(f"{path} has negative depths; use 0 (or NaN) for 'no reading'")
     largest = float(metres.max(initial=0))
     if largest > _MAX_METRES:
-        raise ValueError(
+        raise InputError(
             f"{path}: the largest depth is {largest:g}, which looks like millimetres; .npy "
             f"frames must hold metres. Divide by 1000 before saving"
         )
@@ -108,14 +108,14 @@ def read_part_labels(path: str | Path) -> np.ndarray:
     """
     with Image.open(path) as image:
         if image.mode not in ("L", "P"):
-            raise ValueError(
+            raise InputError(
                 f"{path} is a {image.mode} image; label PNGs must be 8-bit single-channel "
                 f"part indices 0-{len(PART_NAMES) - 1} with {_BACKGROUND_LABEL} for background"
             )
         labels = np.asarray(image).astype(np.int64)
     bad = (labels >= len(PART_NAMES)) & (labels != _BACKGROUND_LABEL)
     if bad.any():
-        raise ValueError(
+        raise InputError(
             f"{path} has label values {sorted(set(labels[bad].tolist()))[:5]}; part indices are "
             f"0-{len(PART_NAMES) - 1} (PART_NAMES order) and {_BACKGROUND_LABEL} is background"
         )
@@ -129,7 +129,7 @@ def _files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
         path = Path(entry.path)
         if entry.is_file() and entry.name[0] != "." and path.suffix.lower() in suffixes:
             if path.stem in found:
-                raise ValueError(f"two frames in {folder} are named {path.stem!r}; keep one")
+                raise InputError(f"two frames in {folder} are named {path.stem!r}; keep one")
             found[path.stem] = path
     return found
 
@@ -194,7 +194,7 @@ class _DepthFrames(Dataset):
         path = self.depth[index]
         depth = read_depth(path)
         if depth.shape != self.native:
-            raise ValueError(
+            raise InputError(
                 f"{path} is {depth.shape[0]} x {depth.shape[1]} but the folder's first frame is "
                 f"{self.native[0]} x {self.native[1]}; all frames of a folder must share one size"
             )
@@ -204,7 +204,7 @@ class _DepthFrames(Dataset):
         if self.labels is not None:
             labels = read_part_labels(self.labels[index])
             if labels.shape != depth.shape:
-                raise ValueError(
+                raise InputError(
                     f"{self.labels[index]} is {labels.shape[0]} x {labels.shape[1]} but its depth "
                     f"frame {path.name} is {depth.shape[0]} x {depth.shape[1]}"
                 )
@@ -277,13 +277,13 @@ class DepthFolder(DepthSource):
             )
         depth = _files(folder, (".png", ".npy"))
         if not depth:
-            raise ValueError(f"{folder} holds no .png or .npy depth frames")
+            raise InputError(f"{folder} holds no .png or .npy depth frames")
         labels = None
         if (self.root / "labels").is_dir():
             found = _files(self.root / "labels", (".png",))
             missing = [name for name in depth if name not in found]
             if missing:
-                raise ValueError(
+                raise InputError(
                     f"{self.root / 'labels'} lacks the label PNG of {len(missing)} of "
                     f"{len(depth)} depth frames (e.g. {', '.join(missing[:3])}); give every "
                     f"frame a label PNG with the same name, or remove labels/ to use the "
@@ -308,7 +308,7 @@ class DepthFolder(DepthSource):
     def dataset(self, stage: Stage, height: int, width: int) -> _DepthFrames:
         depth, labels, native = self._scan()
         if abs((native[0] / native[1]) / (height / width) - 1) > 0.01:
-            raise ValueError(
+            raise InputError(
                 f"the frames in {self.root} are {native[0]} x {native[1]}, whose aspect ratio "
                 f"differs from the DataModule's {height} x {width}; crop the frames or set "
                 f"height and width to the same aspect ratio"

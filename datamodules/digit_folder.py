@@ -37,7 +37,7 @@ def _read_image(path: str, channels: int | None) -> torch.Tensor:
     try:
         tensor = read_image(path)
     except ValueError as err:
-        raise ValueError(
+        raise InputError(
             f"cannot read image {path}: {err}. Replace or delete the file; with "
             f"verify='full' (the default) DigitFolder.prepare() finds such files before training"
         ) from err
@@ -124,19 +124,19 @@ class DigitFolder(DomainSource):
     def _class_files(self, folder: Path) -> tuple[list[str], list[int]]:
         names = sorted(e.name for e in os.scandir(folder) if e.is_dir() and e.name[0] != ".")
         if not names:
-            raise ValueError(
+            raise InputError(
                 f"{folder} has no class subfolders; put each class's images in a subfolder "
                 f"named by its label ({folder}/0/, {folder}/1/, ...), optionally inside "
                 f"train/, val/ and test/"
             )
         bad = [n for n in names if not (n.isascii() and n.isdigit() and int(n) < self.num_classes)]
         if bad:
-            raise ValueError(
+            raise InputError(
                 f"class folders in {folder} must be named by their integer label, 0 to "
                 f"{self.num_classes - 1}; got {bad}. Rename them (or set num_classes)"
             )
         if len({int(n) for n in names}) != len(names):
-            raise ValueError(f"two class folders in {folder} name the same label: {names}")
+            raise InputError(f"two class folders in {folder} name the same label: {names}")
         files: list[str] = []
         labels: list[int] = []
         for name in names:
@@ -146,7 +146,7 @@ class DigitFolder(DomainSource):
                 if e.is_file() and e.name[0] != "." and e.name.lower().endswith(_IMAGE_SUFFIXES)
             )
             if not found:
-                raise ValueError(
+                raise InputError(
                     f"class folder {folder / name} has no images ({', '.join(_IMAGE_SUFFIXES)}); "
                     f"add images or remove the folder"
                 )
@@ -171,7 +171,7 @@ class DigitFolder(DomainSource):
         stages: dict[str, tuple[list[str], list[int]]] = {}
         if stage_folders:
             if subfolders - stage_folders:
-                raise ValueError(
+                raise InputError(
                     f"{root} mixes stage folders {sorted(stage_folders)} with other folders "
                     f"{sorted(subfolders - stage_folders)}; use either {root}/<label>/ or "
                     f"{root}/train|val|test/<label>/"
@@ -207,12 +207,12 @@ class DigitFolder(DomainSource):
                         continue
                     with Image.open(path) as image:
                         if image.mode not in _MODES:
-                            raise ValueError(f"unsupported image mode {image.mode!r}")
+                            raise InputError(f"unsupported image mode {image.mode!r}")
                         image.verify()
                 except _VERIFY_ERRORS as err:
                     bad.append(f"{path} ({err})")
         if bad:
-            raise ValueError(
+            raise InputError(
                 f"{len(bad)} unreadable image(s) under {self.root}: {'; '.join(bad[:20])}"
                 f"{' ...' if len(bad) > 20 else ''}. Replace or delete them"
             )

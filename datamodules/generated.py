@@ -178,7 +178,7 @@ class GeneratedSource(DomainSource):
 
     def dataset(self, stage: Stage) -> GeneratedImages:
         if stage not in _STAGE_CODES:
-            raise ValueError(f"stage must be one of {tuple(_STAGE_CODES)}, got {stage!r}")
+            raise InputError(f"stage must be one of {tuple(_STAGE_CODES)}, got {stage!r}")
         if stage not in self._datasets:
             loaded = self.generator
             length = self.lengths[stage]

@@ -109,7 +109,7 @@ def _skimage_sample(name: str) -> np.ndarray:
         ) from error
     loader = getattr(skimage.data, name, None)
     if not callable(loader) or name.startswith("_"):
-        raise ValueError(
+        raise InputError(
             f"scikit-image has no sample image {name!r}; bundled photographs include "
             f"astronaut, camera, cat, coffee, coins, hubble_deep_field, "
             f"immunohistochemistry, moon, page, rocket, text"
@@ -118,7 +118,7 @@ def _skimage_sample(name: str) -> np.ndarray:
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
     if array.ndim not in (2, 3):
-        raise ValueError(f"{SKIMAGE_PREFIX}{name} is not a 2-D image (shape {array.shape})")
+        raise InputError(f"{SKIMAGE_PREFIX}{name} is not a 2-D image (shape {array.shape})")
     return array
 
 
@@ -250,10 +250,10 @@ class ImageOptimizationDataModule(LightningDataModule):
         if self.references is not None:
             references, _ = self._load(self.references)
             if len(references) != len(images):
-                raise ValueError(f"{len(references)} references for {len(images)} images")
+                raise InputError(f"{len(references)} references for {len(images)} images")
             for name, image, reference in zip(names, images, references, strict=True):
                 if image.shape[-2:] != reference.shape[-2:]:
-                    raise ValueError(f"the reference of {name!r} differs in size from it")
+                    raise InputError(f"the reference of {name!r} differs in size from it")
         channels = self._channels(images + (references or []))
         samples = []
         for index, (image, name) in enumerate(zip(images, names, strict=True)):
@@ -315,7 +315,7 @@ class ImageOptimizationDataModule(LightningDataModule):
 def _stack(samples: list[Batch]) -> Batch:
     sizes = {tuple(sample[IMAGE].shape) for sample in samples}
     if len(sizes) > 1:
-        raise ValueError(
+        raise InputError(
             f"fit optimises all images as one batch, so they must share a size; got "
             f"{sorted(sizes)}: set size: [height, width]"
         )

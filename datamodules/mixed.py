@@ -35,7 +35,7 @@ __all__ = [
 
 def _check_image(image: torch.Tensor) -> None:
     if image.ndim != 3:
-        raise ValueError(
+        raise InputError(
             f"a source yielded an image of shape {tuple(image.shape)}; expected C x H x W"
         )
 

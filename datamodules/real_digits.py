@@ -104,16 +104,16 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
         with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as file:
             data = file.read()
     except (OSError, EOFError) as err:
-        raise ValueError(
+        raise InputError(
             f"cannot read {path}: {err}; the file is corrupt or truncated, delete it and "
             f"fetch it again"
         ) from err
     offset = 4 + 4 * ndim
     if len(data) < offset or data[:3] != b"\x00\x00\x08" or data[3] != ndim:
-        raise ValueError(f"{path} is not an IDX file of {ndim}-d unsigned bytes (bad header)")
+        raise InputError(f"{path} is not an IDX file of {ndim}-d unsigned bytes (bad header)")
     shape = struct.unpack(f">{ndim}I", data[4:offset])
     if len(data) != offset + math.prod(shape):
-        raise ValueError(
+        raise InputError(
             f"{path} holds {len(data) - offset} bytes of data but its header says {shape}; "
             f"the file is truncated or corrupt, delete it and fetch it again"
         )
@@ -260,7 +260,7 @@ class TorchvisionDigits(DomainSource):
             )
             images, labels = _read_idx(image_path, 3)[:, None], _read_idx(label_path, 1)
             if len(images) != len(labels):
-                raise ValueError(
+                raise InputError(
                     f"{image_path} holds {len(images)} images but {label_path} holds "
                     f"{len(labels)} labels; the files do not belong together"
                 )
@@ -268,7 +268,7 @@ class TorchvisionDigits(DomainSource):
             try:
                 data = self._torchvision_dataset(split, download=False)
             except (RuntimeError, OSError, EOFError, ValueError) as err:
-                raise ValueError(
+                raise InputError(
                     f"cannot read {path} ({err}); it is corrupt, truncated or fails its MD5 "
                     f"check: delete it and fetch it again (download=true)"
                 ) from err
@@ -286,7 +286,7 @@ class TorchvisionDigits(DomainSource):
         if index_range is None:
             return np.arange(size)
         if index_range[1] > size:
-            raise ValueError(
+            raise InputError(
                 f"{arg}={index_range} runs past the end of {self.name}'s official {split!r} "
                 f"split, which holds {size} images"
             )

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lightning_synth.batch import IMAGE, LABEL, Batch, Stage
+from lightning_synth.errors import InputError
 
 __all__: list[str] = []  # helpers for the sources in this package, not a public API
 
@@ -17,16 +18,16 @@ _STAGES: tuple[str, ...] = ("train", "val", "test")
 
 def _check_stage(stage: str) -> Stage:
     if stage not in _STAGES:
-        raise ValueError(f"stage must be one of {_STAGES}, got {stage!r}")
+        raise InputError(f"stage must be one of {_STAGES}, got {stage!r}")
     return stage  # type: ignore[return-value]
 
 
 def _check_fractions(**fractions: float) -> None:
     for name, value in fractions.items():
         if not 0.0 <= value < 1.0:
-            raise ValueError(f"{name} must lie in [0, 1), got {value}")
+            raise InputError(f"{name} must lie in [0, 1), got {value}")
     if sum(fractions.values()) >= 1.0:
-        raise ValueError(
+        raise InputError(
             f"{' + '.join(fractions)} must be below 1 so that some images are left for "
             f"training, got {' + '.join(map(str, fractions.values()))}"
         )

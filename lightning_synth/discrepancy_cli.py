@@ -26,6 +26,7 @@ import torch
 from lightning.pytorch import LightningDataModule, LightningModule
 
 from lightning_synth.batch import IGNORE_LABEL, REAL, RENDERED
+from lightning_synth.errors import InputError
 from lightning_synth.metrics.discrepancy import bound_terms, proxy_a_distance
 from lightning_synth.metrics.gap_report import domain_samples, gap_report
 
@@ -71,7 +72,7 @@ def measure(
     data = _collect(datamodule, stage, num_samples)
     (images_s, labels_s), (images_r, labels_r) = data[RENDERED], data[REAL]
     if min(len(images_s), len(images_r)) < 4:
-        raise ValueError(
+        raise InputError(
             f"the {stage} set gave {len(images_s)} rendered and {len(images_r)} real images; "
             f"the discrepancy needs at least 4 of each"
         )

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torchvision.io import ImageReadMode, decode_image, read_file
 
+from lightning_synth.errors import InputError
+
 __all__ = ["LUMA_WEIGHTS", "rgb_to_gray", "to_channels", "read_image", "to_float"]
 
 #: ITU-R BT.601 luma weights of R, G and B (as Pillow's "L" and torchvision).
@@ -38,7 +40,7 @@ def rgb_to_gray(images: torch.Tensor) -> torch.Tensor:
         images: RGB images, channels third from last.
     """
     if images.ndim < 3 or images.shape[-3] != 3:
-        raise ValueError(f"expected ... x 3 x H x W RGB images, got {tuple(images.shape)}")
+        raise InputError(f"expected ... x 3 x H x W RGB images, got {tuple(images.shape)}")
     weights = torch.tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device)
     return (images * weights.view(3, 1, 1)).sum(dim=-3, keepdim=True)
 
@@ -58,7 +60,7 @@ def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
         return rgb_to_gray(images)
     if have == 1 and channels == 3:
         return images.expand(*images.shape[:-3], 3, *images.shape[-2:])
-    raise ValueError(f"cannot turn {have}-channel images into {channels} channels")
+    raise InputError(f"cannot turn {have}-channel images into {channels} channels")
 
 
 def read_image(path: str | Path) -> torch.Tensor:
@@ -85,7 +87,7 @@ def read_image(path: str | Path) -> torch.Tensor:
             if image.ndim == 4:  # an animated GIF: its first frame
                 image = image[0]
     except (RuntimeError, OSError, SyntaxError) as error:
-        raise ValueError(f"cannot read {path} as an image: {error}") from error
+        raise InputError(f"cannot read {path} as an image: {error}") from error
     return to_float(image, path)
 
 
@@ -104,12 +106,12 @@ def to_float(pixels: torch.Tensor, name: str = "the image") -> torch.Tensor:
     elif pixels.is_floating_point():
         scaled = pixels.float().clamp(0, 1)
     else:
-        raise ValueError(f"{name} has unsupported pixel type {pixels.dtype}")
+        raise InputError(f"{name} has unsupported pixel type {pixels.dtype}")
     if scaled.shape[0] in (2, 4):
         alpha = scaled[-1:]
         scaled = scaled[:-1] * alpha + (1.0 - alpha)
     if scaled.shape[0] not in (1, 3):
-        raise ValueError(f"{name} has {scaled.shape[0]} channels; expected gray or RGB(A)")
+        raise InputError(f"{name} has {scaled.shape[0]} channels; expected gray or RGB(A)")
     return scaled.contiguous()
 
 

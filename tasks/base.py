@@ -23,6 +23,7 @@ from torchmetrics.aggregation import SumMetric
 
 from lightning_synth.adaptation import AdaptationInputs, AdaptationMethod
 from lightning_synth.batch import DOMAIN_NAMES, IGNORE_LABEL, Batch, Stage
+from lightning_synth.errors import InputError
 from lightning_synth.nn.schedules import annealed_lr_factor, training_progress
 
 __all__ = ["SynthTask", "StepOutput", "Adaptation"]
@@ -229,7 +230,7 @@ class SynthTask(LightningModule):
                 parameters, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True
             )
         else:
-            raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {name!r}")
+            raise InputError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {name!r}")
         schedule = hparams.get("scheduler", "none")
         if schedule == "dann":
             # Ganin et al. 2016: mu_p = lr / (1 + alpha p) ** beta, p the training progress.

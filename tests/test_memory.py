@@ -81,7 +81,7 @@ def test_kept_memory_is_reused_without_page_faults() -> None:
     # with 4 KiB pages, under 100 where transparent huge pages are always on (seen in CI).
     # With the setting the tensors reuse the heap; what is left is noise from Python's
     # own 1 MiB object arenas and heap growth: 0, about 100 or about 250 faults from run
-    # to run (seen in session 8, also on the renderer of session 7). With huge pages there is
+    # to run, whatever the renderer. With huge pages there is
     # nothing left to tell apart here; the mallinfo2 test above checks the mechanism.
     assert kept <= 300 + default // 10, (default, kept)
 

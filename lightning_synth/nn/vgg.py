@@ -83,10 +83,10 @@ def load_state_dict_file(path: str | Path, prefix: str = "") -> dict[str, torch.
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
         loaded = loaded["state_dict"]  # a Lightning checkpoint
     if not isinstance(loaded, Mapping):
-        raise ValueError(f"{str(file)!r} holds a {type(loaded).__name__}, not a state dict")
+        raise InputError(f"{str(file)!r} holds a {type(loaded).__name__}, not a state dict")
     state = {k[len(prefix) :]: v for k, v in loaded.items() if k.startswith(prefix)}
     if not state:
-        raise ValueError(f"{str(file)!r} has no keys starting with {prefix!r}")
+        raise InputError(f"{str(file)!r} has no keys starting with {prefix!r}")
     return state
 
 
@@ -193,14 +193,14 @@ class VGGFeatures(nn.Module):
         own = self.features.state_dict()
         missing = [key for key in own if key not in state]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"weights {weights!r} lack {missing[:4]}...: expected a state dict of "
                 f"torchvision's vgg19 (keys 'features.0.weight', ...) or of its features"
             )
         try:
             self.features.load_state_dict({key: state[key] for key in own})
         except RuntimeError as error:
-            raise ValueError(f"weights {weights!r} do not fit VGG19: {error}") from error
+            raise InputError(f"weights {weights!r} do not fit VGG19: {error}") from error
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         if images.shape[1] == 1:
