@@ -157,7 +157,9 @@ class BodyPartClassifier(SynthTask):
             ``backbone: forest`` a :class:`~lightning_synth.nn.DepthForest`.
         adaptation: a domain-adaptation method, a list of them, or ``null``: per-pixel
             losses on the person's pixels (those with a depth reading), rendered and
-            sensor frames alike; see :mod:`lightning_synth.adaptation`.
+            sensor frames alike; see :mod:`lightning_synth.adaptation`. With fixed
+            features (depth comparisons whose offsets do not learn) the methods act on
+            the classifier's last hidden layer, the first representation that can change.
         backbone: default networks: ``depth_features`` (depth-comparison features and an
             MLP), ``forest`` (the same features and a decision forest) or ``fcn``.
         num_classes: number of body parts.
@@ -254,7 +256,13 @@ class BodyPartClassifier(SynthTask):
         # Features and labels of the sampled pixels, on the CPU, until the forest is grown.
         self._forest_features: list[torch.Tensor] = []
         self._forest_labels: list[torch.Tensor] = []
-        self.configure_adaptation(adaptation, channels, hparams.num_classes)
+        # Fixed features (depth comparisons with set offsets) cannot move towards the other
+        # domain: the methods then act on the classifier's last hidden layer, which can.
+        self._adapt_hidden = isinstance(self.classifier, PixelClassifier) and not any(
+            p.requires_grad for p in self.feature_extractor.parameters()
+        )
+        width = self.classifier.embedding_width if self._adapt_hidden else channels
+        self.configure_adaptation(adaptation, width, hparams.num_classes)
         if self.grows_forest and len(self.adaptation):
             raise InputError(
                 "adaptation needs a classifier trained by gradient, and a forest is grown "
@@ -408,6 +416,10 @@ class BodyPartClassifier(SynthTask):
         dense ``B x D x H x W`` maps; else ``N x D`` features of the foreground pixels)."""
         if not self._sparse():
             features = self.feature_extractor(depth)
+            if getattr(self, "_adapt_hidden", False) and len(self.adaptation):
+                embedding = self.classifier.embed(features.movedim(1, -1))
+                logits = self.classifier.classify(embedding).movedim(-1, 1)
+                return logits, embedding.movedim(-1, 1), None
             return self.classifier(features), features, None
         if getattr(self.feature_extractor, "sparse", False):
             features, index = self.feature_extractor.foreground_features(depth)
@@ -415,6 +427,9 @@ class BodyPartClassifier(SynthTask):
             index = (depth.flatten() > 0).nonzero()[:, 0]
             maps = self.feature_extractor(depth)
             features = maps.movedim(1, -1).reshape(-1, maps.shape[1])[index]
+        if getattr(self, "_adapt_hidden", False) and len(self.adaptation):
+            embedding = self.classifier.embed(features)
+            return self.classifier.classify(embedding), embedding, index
         return self.classifier(features), features, index
 
     def forward(self, depth: torch.Tensor) -> torch.Tensor:

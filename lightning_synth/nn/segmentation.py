@@ -144,6 +144,20 @@ class PixelClassifier(nn.Module):
         self.in_features = int(in_features)
         self.out_features = int(num_classes)
 
+    @property
+    def embedding_width(self) -> int:
+        """Width of :meth:`embed`'s output: the last hidden layer's (the input's without one)."""
+        linear = [layer for layer in self.layers if isinstance(layer, nn.Linear)]
+        return linear[-1].in_features
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """``N x D`` pixels' last hidden activations ``N x E`` (the input without hidden layers)."""
+        return self.layers[:-1](features)
+
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        """``N x E`` embeddings (from :meth:`embed`) to ``N x K`` logits."""
+        return self.layers[-1](embedding)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if features.ndim == 2:
             return self.layers(features)

@@ -501,3 +501,20 @@ def test_forest_refuses_to_train_under_ddp(tmp_path: Path) -> None:
         Exception, match=r"not under DDP \(2 processes\): fit with --trainer.devices=1"
     ):
         trainer.fit(task, datamodule=tiny_body_datamodule(H, W))
+
+
+def test_fixed_depth_features_are_adapted_through_the_classifiers_hidden_layer() -> None:
+    """Depth comparisons with fixed offsets cannot change; the adversary must reach what
+    can: the pixel classifier's hidden layer, and so its predictions."""
+    torch.manual_seed(0)
+    task = _small(adaptation=[DomainAdversarial(weight=1.0, schedule="constant")])
+    assert not any(p.requires_grad for p in task.feature_extractor.parameters())
+    assert task.adaptation[0].discriminator.layers[0].in_features == 32  # hidden width
+    batch = _batch(4)
+    batch[LABEL][:] = IGNORE_LABEL  # no label loss: every gradient is the adversary's
+    batch[DOMAIN] = torch.tensor([RENDERED, RENDERED, REAL, REAL])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # self.log without a trainer
+        task.shared_step(batch, "train")["loss"].backward()
+    hidden = task.classifier.layers[0].weight.grad
+    assert hidden is not None and float(hidden.abs().sum()) > 0
