@@ -9,11 +9,23 @@ still shows its traceback.
 
 from __future__ import annotations
 
+from collections import deque
+from typing import ClassVar
+
 __all__ = ["InputError", "USER_ERRORS", "find_user_error"]
 
 
 class InputError(ValueError):
     """A value, file or folder given by the user is wrong; the message says what to fix."""
+
+    #: The latest messages raised: jsonargparse keeps a constructor's error only as text
+    #: when it tried several types (an item of a list inside a union), and
+    #: :func:`find_user_error` recognises it by its message.
+    recent: ClassVar[deque[str]] = deque(maxlen=32)
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        InputError.recent.append(str(self))
 
 
 #: Errors that mean "the user's input is wrong", printed as one line by the CLI.
@@ -31,10 +43,15 @@ def find_user_error(error: BaseException) -> BaseException | None:
         error: the exception that ended the command.
     """
     seen: set[int] = set()
+    texts: list[str] = []
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         if isinstance(current, USER_ERRORS):
             return current
         seen.add(id(current))
+        texts.append(str(current))
         current = current.__cause__ or current.__context__
+    for message in reversed(InputError.recent):
+        if message and any(message in text for text in texts):
+            return InputError(message)
     return None

@@ -75,6 +75,23 @@ def test_a_bad_value_of_a_project_datamodule_is_named_first(
     assert first == "lightning-synth: error: batch_size must be positive, got -4"
 
 
+@pytest.mark.parametrize(
+    "adaptation",
+    [
+        '{"class_path": "MMD", "init_args": {"weight": -1}}',
+        '[{"class_path": "CORAL"}, {"class_path": "MMD", "init_args": {"weight": -1}}]',
+    ],
+)
+def test_a_bad_adaptation_method_alone_or_in_a_list_is_named_first(
+    tmp_path: Path, monkeypatch, capsys, adaptation: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    first = _first_line(
+        capsys, "fit", f"--config={QUICK}", f"--model.init_args.adaptation={adaptation}"
+    )
+    assert first == "lightning-synth: error: weight must be >= 0 (0 turns the method off), got -1.0"
+
+
 def test_a_bug_keeps_its_traceback(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     data = ["--data=test_errors.PickyData", "--data.init_args.buggy=true"]
