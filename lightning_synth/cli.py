@@ -239,14 +239,28 @@ class LightningSynthCLI(LightningCLI):
             _announce("Validation results:\n" + "\n".join(lines))
         if config.get("test_after_fit"):
             ckpt = "best" if self._has_best_checkpoint() else None
+            chosen = self._chosen_checkpoint() if ckpt else "the final weights"
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
             lines = describe_metrics(self.trainer.callback_metrics, "test")
             if lines:
-                _announce(f"Test results ({ckpt or 'last'} checkpoint):\n" + "\n".join(lines))
+                _announce(f"Test results of {chosen}:\n" + "\n".join(lines))
         _announce(
             f"Checkpoints and config are in {self.trainer.log_dir}; "
             f"watch the run with: tensorboard --logdir {Path(self.trainer.log_dir or '.').parent}"
         )
+
+    def _chosen_checkpoint(self) -> str:
+        """Which checkpoint ``test_after_fit`` tests and how it was chosen, in words."""
+        callback = self.trainer.checkpoint_callback
+        path = Path(getattr(callback, "best_model_path", "") or "?")
+        monitor = getattr(callback, "monitor", None)
+        if not monitor:
+            return f"{path.name}"
+        score = getattr(callback, "best_model_score", None)
+        value = f" = {float(score):.4f}" if score is not None else ""
+        uses = "uses real labels" if "/real_" in monitor else "no real labels used"
+        mode = getattr(callback, "mode", "min")
+        return f"{path.name}, the best by {monitor} ({mode}{value}; {uses})"
 
     def after_test(self) -> None:
         lines = describe_metrics(self.trainer.callback_metrics, "test")

@@ -67,6 +67,10 @@ def test_print_config_round_trips(tmp_path: Path, capsys, run_cli) -> None:
     assert yaml.safe_load(capsys.readouterr().out) == config
     run_dir = run_cli("fit", f"--config={saved}", *FAST_TRAINER, *SMALL_DATA)
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    # test_after_fit says which checkpoint it tested and how it was chosen
+    out = capsys.readouterr().out
+    assert "Test results of best-" in out and "the best by val/select_im" in out
+    assert "no real labels used" in out
 
 
 def _fails(capsys, *args: str) -> str:
