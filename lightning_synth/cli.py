@@ -215,7 +215,11 @@ class LightningSynthCLI(LightningCLI):
         # monitor and with the fixed name "last" overwrites last.ckpt at every epoch end
         # (and Lightning's ckpt_path="last" finds it by its name). The best one comes
         # first: trainer.checkpoint_callback, and so ckpt_path="best", is that one.
-        last = ModelCheckpoint(filename="last", enable_version_counter=False)
+        # Saved when each training epoch ends, not at validation: a config that validates
+        # every N epochs (the GANs) must still leave its final state behind.
+        last = ModelCheckpoint(
+            filename="last", enable_version_counter=False, save_on_train_epoch_end=True
+        )
         monitor = getattr(self.model, "monitor", None)
         if not monitor:
             return [last]
