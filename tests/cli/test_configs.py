@@ -19,6 +19,16 @@ _HANDWRITING = [
     "--model.init_args.pad_samples=16",
 ]
 
+#: The denoising configs: small crops, a tiny network, validation once per epoch.
+_DENOISE = [
+    "--data.init_args.patch_size=32",
+    "--data.init_args.train_length=48",
+    "--data.init_args.batch_size=4",
+    "--model.init_args.network.init_args.depth=3",
+    "--model.init_args.network.init_args.width=8",
+    "--trainer.val_check_interval=1.0",
+]
+
 #: Per-config overrides that shrink data to test size, and the subcommands to run.
 #: A config missing here fails ``test_every_config_is_covered``.
 SHRINK: dict[str, list[str]] = {
@@ -69,6 +79,8 @@ SHRINK: dict[str, list[str]] = {
         "--model.init_args.joint_frames=4",
     ],
     "tv_denoise.yaml": ["--data.init_args.size=48"],
+    "denoise_gaussian.yaml": _DENOISE,
+    "denoise_camera.yaml": _DENOISE,
     "style_transfer.yaml": [
         "--model.init_args.feature_network.init_args.weights=random",
         "--model.init_args.feature_network.init_args.layers=[conv1_1,conv2_1]",
