@@ -23,10 +23,12 @@ every image draws from:
 
 ``detail="clean"`` (the default) adds the processed noise to the clean photograph, so the
 clean image stays the exact target of a denoiser, and the camera's own demosaicing (finer
-than bilinear) is not replaced by a blurrier one the network would learn to undo;
-``detail="pipeline"`` adds it to ``process(raw)``, which is the paper's
-``process(raw + noise)`` when noise reduction is off. Gray images go through in RGB and
-come back as luminance.
+than bilinear) is not replaced by a blurrier one the network would learn to undo; JPEG
+then contributes what it does to the noise, ``jpeg(x + noise) - jpeg(x)``, not the
+compression of the scene itself (a real pair's reference is a JPEG of the same scene).
+``detail="pipeline"`` adds the noise to ``process(raw)`` and compresses the result, which
+is the paper's ``process(raw + noise)`` (plus JPEG) when noise reduction is off. Gray
+images go through in RGB and come back as luminance.
 """
 
 from __future__ import annotations
@@ -381,7 +383,15 @@ class CameraNoise(NoiseModel):
         if self.jpeg_quality is not None:
             low, high = self.jpeg_quality
             quality = (low + quality_draw * (high - low + 1)).floor().clamp(max=high)
-            noisy = jpeg_round_trip(noisy, quality.tolist())
+            qualities = quality.tolist()
+            compressed = jpeg_round_trip(noisy, qualities)
+            if self.detail == "clean":
+                # What JPEG does to the noise alone: the clean photograph stays the target,
+                # as a real pair's reference (itself a JPEG of the scene) shares the
+                # compression of the scene with its noisy shot.
+                noisy = rgb + (compressed - jpeg_round_trip(rgb, qualities))
+            else:
+                noisy = compressed
         if gray:
             weights = torch.tensor(_LUMINANCE, dtype=noisy.dtype, device=device).view(1, 3, 1, 1)
             noisy = (noisy * weights).sum(1, keepdim=True)
