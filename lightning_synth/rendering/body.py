@@ -203,7 +203,7 @@ class BodyRenderer:
         max_roll: float = 5.0,
         fov_range: tuple[float, float] = (52.0, 64.0),
         yaw_range: tuple[float, float] = (-180.0, 180.0),
-        height_range: tuple[float, float] = (1.4, 2.0),
+        height_range: tuple[float, float] = (1.2, 2.0),
         girth_range: tuple[float, float] = (0.8, 1.3),
         proportion_jitter: float = 0.08,
         pose_jitter: float = 12.0,
