@@ -399,7 +399,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (processes)")
     parser.add_argument("--json-out", default=None)
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs already in --json-out and run only the missing (arm, seed) pairs",
+    )
     args = parser.parse_args()
+    if args.resume and not args.json_out:
+        parser.error("--resume needs --json-out: the file whose finished runs are kept")
 
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*sync_dist.*")
@@ -416,11 +423,17 @@ def main() -> None:
     )
     render_s = time.perf_counter() - began
     print(f"rendered {args.rendered_train + 1000} images in {render_s:.0f} s", flush=True)
-    results = []
+    results = previous_results(args) if args.resume else []
     with tempfile.TemporaryDirectory() as tmp:
         real = mnist_source(args.data_dir, Path(tmp))
         _SHARED.update(rendered=rendered, real=real, args=args)
-        tasks = [(arm, seed) for seed in range(args.runs) for arm in args.arms.split(",")]
+        done = {(r["arm"], r["seed"]) for r in results}
+        tasks = [
+            (arm, seed)
+            for seed in range(args.runs)
+            for arm in args.arms.split(",")
+            if (arm, seed) not in done
+        ]
         if args.jobs > 1:  # forked workers share the rendered images with this process
             context = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
@@ -438,6 +451,24 @@ def main() -> None:
     print_table(summary, args)
     if args.json_out:
         print(f"wrote {args.json_out}")
+
+
+def previous_results(args: argparse.Namespace) -> list[dict]:
+    """The finished runs of an earlier invocation with the same settings (``--resume``)."""
+    path = Path(args.json_out)
+    if not path.exists():
+        return []
+    previous = json.loads(path.read_text())
+    ignored = {"runs", "arms", "jobs", "json_out", "resume", "data_dir"}
+    ours = {k: str(v) for k, v in vars(args).items() if k not in ignored}
+    differing = sorted(k for k, v in ours.items() if previous["args"].get(k, v) != v)
+    if differing:
+        raise SystemExit(
+            f"--resume: {path} was made with other settings ({', '.join(differing)}); "
+            "use the same settings or a new --json-out"
+        )
+    print(f"resuming: {len(previous['results'])} finished runs kept from {path}", flush=True)
+    return list(previous["results"])
 
 
 def write_json(path: str, args: argparse.Namespace, results: list[dict], render_s: float) -> None:

@@ -205,6 +205,7 @@ def main() -> None:
             "psnr_per_image": psnr.round(3).tolist(),
             **extra,
         }
+        write_json(args, rows)  # after every method: a long run keeps what it measured
         print(
             f"  {name}: {psnr.mean():.2f} dB (validation scenes {rows[name]['psnr_val']:.2f}), "
             f"SSIM {ssim.mean():.4f} {extra}",
@@ -320,16 +321,22 @@ def main() -> None:
             f"| {name} | {row['psnr']:.2f} | {row['ssim']:.4f} | {row['psnr_rest']:.2f} | "
             f"{row['ssim_rest']:.4f} | {'; '.join(notes)} |"
         )
-    if args.json_out:
-        meta = {
-            "command": " ".join(sys.argv),
-            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-            "threads": args.threads,
-            "torch": torch.__version__,
-            "device": args.device,
-            "val_scenes": args.val_scenes,
-        }
-        Path(args.json_out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    write_json(args, rows)
+
+
+def write_json(args: argparse.Namespace, rows: dict[str, dict[str, object]]) -> None:
+    """The rows measured so far, with the command and machine that made them."""
+    if not args.json_out:
+        return
+    meta = {
+        "command": " ".join(sys.argv),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "device": args.device,
+        "val_scenes": args.val_scenes,
+    }
+    Path(args.json_out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

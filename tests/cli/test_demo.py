@@ -14,14 +14,12 @@ TINY = [
     "--pad_samples=24",
     "--trainer.val_check_interval=2",
     "--trainer.limit_val_batches=2",
-    "--trainer.limit_test_batches=4",
     "--trainer.enable_progress_bar=false",
     "--data.init_args.rendered.init_args.train_length=64",
     "--data.init_args.rendered.init_args.val_length=16",
     "--data.init_args.rendered.init_args.test_length=32",
     "--data.init_args.batch_size=8",
     "--data.init_args.num_workers=0",
-    "--model.init_args.pad_samples=8",
 ]
 
 
@@ -48,3 +46,6 @@ def test_demo_runs_both_arms_and_prints_the_comparison(
     assert "adaptation: null" in source and "real_fraction: 0.5" in source
     real = [float(v) for v in table.split("accuracy on real digits (test)")[1].split("%")[:2]]
     assert all(0 <= value <= 100 and not math.isnan(value) for value in real)
+    # the distance is the task's own test/pad, measured on the --pad_samples test digits
+    distances = table.split("proxy A-distance of features")[1].split()[:2]
+    assert all(0 <= float(value) <= 2 for value in distances)
