@@ -31,7 +31,6 @@ from pathlib import Path
 
 import torch
 
-
 __all__ = ["main", "DemoArm"]
 
 _CONFIGS = Path(__file__).resolve().parents[1] / "configs"
