@@ -28,7 +28,7 @@ from lightning_synth.adaptation import (
 from lightning_synth.batch import DOMAIN, IGNORE_LABEL, IMAGE, JOINTS, LABEL, REAL, RENDERED
 from lightning_synth.errors import InputError
 from lightning_synth.nn import DepthComparisonFeatures, DepthFCN, DepthForest, PixelClassifier
-from lightning_synth.rendering.body import PART_PALETTE, BodyRenderer, RenderedBodies
+from lightning_synth.rendering.body import PART_NAMES, PART_PALETTE, BodyRenderer, RenderedBodies
 from lightning_synth.tasks import BodyPartClassifier
 from lightning_synth.tasks.body_parts import part_map_grid
 
@@ -471,8 +471,8 @@ def test_forest_fit_grows_it_before_validation_and_its_best_checkpoint_reloads(
     logged = trainer.callback_metrics
     for name in ("val/rendered_class_acc", "val/real_lr_confusion", "val/joint_map"):
         assert 0.0 <= float(logged[name]) <= 1.0
-    # chance is ~3% per class; the grown forest does better even on these few frames
-    assert float(logged["val/rendered_acc"]) > 0.1
+    # chance is 1/31 per pixel; the grown forest does better even on these few frames
+    assert float(logged["val/rendered_acc"]) > 2 / len(PART_NAMES)
     # networks built in Python are not hyper-parameters: the same extractor is passed again
     loaded = BodyPartClassifier.load_from_checkpoint(
         best.best_model_path, feature_extractor=DepthComparisonFeatures(num_features=16)
