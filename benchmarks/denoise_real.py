@@ -321,7 +321,6 @@ def main() -> None:
             f"| {name} | {row['psnr']:.2f} | {row['ssim']:.4f} | {row['psnr_rest']:.2f} | "
             f"{row['ssim_rest']:.4f} | {'; '.join(notes)} |"
         )
-    write_json(args, rows)
 
 
 def write_json(args: argparse.Namespace, rows: dict[str, dict[str, object]]) -> None:

@@ -28,7 +28,7 @@ from lightning_synth.adaptation import (
 from lightning_synth.batch import DOMAIN, IGNORE_LABEL, IMAGE, JOINTS, LABEL, REAL, RENDERED
 from lightning_synth.errors import InputError
 from lightning_synth.nn import DepthComparisonFeatures, DepthFCN, DepthForest, PixelClassifier
-from lightning_synth.rendering.body import PART_NAMES, PART_PALETTE, BodyRenderer, RenderedBodies
+from lightning_synth.rendering.body import PART_PALETTE, BodyRenderer, RenderedBodies
 from lightning_synth.tasks import BodyPartClassifier
 from lightning_synth.tasks.body_parts import part_map_grid
 
@@ -459,7 +459,9 @@ def test_forest_fit_grows_it_before_validation_and_its_best_checkpoint_reloads(
     spy = _AtValidation()
     task = _forest()
     trainer = _trainer(tmp_path, max_epochs=3, num_sanity_val_steps=1, callbacks=[best, spy])
-    datamodule = tiny_body_datamodule(H, W)
+    # 16 training frames: people of 1.2-2.0 m leave fewer pixels per frame than 8 can teach
+    lengths = {"train_length": 16, "val_length": 4, "test_length": 4}
+    datamodule = tiny_body_datamodule(H, W, lengths=lengths)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer.fit(task, datamodule=datamodule)
@@ -471,8 +473,8 @@ def test_forest_fit_grows_it_before_validation_and_its_best_checkpoint_reloads(
     logged = trainer.callback_metrics
     for name in ("val/rendered_class_acc", "val/real_lr_confusion", "val/joint_map"):
         assert 0.0 <= float(logged[name]) <= 1.0
-    # chance is 1/31 per pixel; the grown forest does better even on these few frames
-    assert float(logged["val/rendered_acc"]) > 2 / len(PART_NAMES)
+    # chance is ~3% per class; the grown forest does better even on these few frames
+    assert float(logged["val/rendered_acc"]) > 0.1
     # networks built in Python are not hyper-parameters: the same extractor is passed again
     loaded = BodyPartClassifier.load_from_checkpoint(
         best.best_model_path, feature_extractor=DepthComparisonFeatures(num_features=16)
