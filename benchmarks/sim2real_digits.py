@@ -522,13 +522,21 @@ def print_table(summary: dict, args: argparse.Namespace) -> None:
         print(f"recipe, canonical framing: tight-framed MNIST - MNIST = {difference:+.1f} points")
 
 
+def _portable(value: object) -> str:
+    """An argument as text, paths inside the repository relative to it (so that a results
+    file names no machine's folders)."""
+    if isinstance(value, Path) and value.is_absolute() and value.is_relative_to(REPO):
+        return str(value.relative_to(REPO))
+    return str(value)
+
+
 def write_json(path: str, args: argparse.Namespace, results: list[dict], extra: dict) -> None:
     """Write the results so far and their summary (rewritten after every run)."""
     with open(path, "w") as handle:
         json.dump(
             {
                 "benchmark": "sim2real_digits",
-                "args": {k: str(v) for k, v in vars(args).items()},
+                "args": {k: _portable(v) for k, v in vars(args).items()},
                 "machine": platform.platform(),
                 "processor": platform.processor(),
                 "cpu_count": os.cpu_count(),

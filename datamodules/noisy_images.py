@@ -56,7 +56,7 @@ from lightning_synth.datamodules.sources import DomainSource
 from lightning_synth.errors import InputError
 from lightning_synth.image_io import to_channels
 from lightning_synth.rendering.camera import CameraNoise
-from lightning_synth.rendering.noise import GaussianNoise
+from lightning_synth.rendering.noise import GaussianNoise, Range, as_range, log_uniform
 
 __all__ = [
     "CLEAN_PHOTOGRAPHS",
@@ -379,6 +379,15 @@ def _random_crop(
     return crops
 
 
+def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
+    """``image`` (``C x h x w``) resampled to ``size x size`` (bicubic, antialiased when
+    shrinking), clipped to [0, 1]."""
+    resized = F.interpolate(
+        image[None], size=(size, size), mode="bicubic", align_corners=False, antialias=True
+    )
+    return resized[0].clamp(0, 1)
+
+
 def _sample(noisy: torch.Tensor, reference: torch.Tensor | None) -> Batch:
     known = reference is not None
     return {
@@ -406,9 +415,10 @@ class _Noisy(Dataset):
         seed: int,
         length: int | None = None,
         patch_size: int = 64,
+        zoom: tuple[float, float] = (1.0, 1.0),
     ) -> None:
         self.images, self.channels, self.noise, self.seed = images, channels, noise, seed
-        self.length, self.patch_size = length, patch_size
+        self.length, self.patch_size, self.zoom = length, patch_size, zoom
         self.count = len(images)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
@@ -422,7 +432,13 @@ class _Noisy(Dataset):
         pictures = [to_channels(x, self.channels) for x in (noisy, reference) if x is not None]
         if self.length is not None:
             code = int(torch.randint(8, (1,), generator=generator))
-            crops = _random_crop(pictures, self.patch_size, generator)
+            factor = self.zoom[0]
+            if self.zoom[1] != self.zoom[0]:  # a fixed zoom draws nothing: same crops as before
+                factor = float(log_uniform(self.zoom, 1, generator, torch.device("cpu")))
+            side = max(2, round(self.patch_size / factor))
+            crops = _random_crop(pictures, side, generator)
+            if side != self.patch_size:
+                crops = [_resize(x, self.patch_size) for x in crops]
             pictures = [_augment(x, code) for x in crops]
         if self.noise is not None:
             (reference,) = pictures
@@ -466,6 +482,11 @@ class NoisyImageDataModule(DomainDataModule):
             0: all of them.
         channels: 1 (gray) or 3 (colour); images are converted before the noise is added.
         patch_size: side of the training crops.
+        zoom: scale of the clean photographs in the training crops, a number or a range
+            drawn log-uniformly per crop (a crop of ``patch_size / zoom`` pixels resampled
+            to ``patch_size``; validation images are never resampled). Above 1 the
+            content is softer at pixel scale, as in full-resolution crops from cameras of
+            many megapixels, while the noise stays at pixel scale; 1: as the files are.
         train_length: rendered crops per epoch (crop ``i`` depends only on ``seed`` and
             ``i``, so epochs repeat them: raise this rather than the number of epochs);
             the real side gives as many batches' worth.
@@ -487,6 +508,7 @@ class NoisyImageDataModule(DomainDataModule):
         val_count: int = 8,
         channels: Literal[1, 3] = 3,
         patch_size: int = 64,
+        zoom: Range = 1.0,
         train_length: int = 4096,
         batch_size: int = 16,
         real_fraction: float = 0.0,
@@ -511,6 +533,7 @@ class NoisyImageDataModule(DomainDataModule):
             raise InputError(f"channels must be 1 or 3, got {channels}")
         self.noise = noise if noise is not None else GaussianNoise()
         self.channels, self.patch_size, self.train_length = channels, patch_size, train_length
+        self.zoom = as_range(zoom, "zoom", low=1e-3)
         self.eval_batch_size = eval_batch_size
 
     def setup(self, stage: str) -> None:
@@ -531,8 +554,10 @@ class NoisyImageDataModule(DomainDataModule):
             # As many batches' worth as the rendered side: one epoch is one pass of both.
             share = self.real_fraction / (1 - self.real_fraction)
             length = max(1, round(self.train_length * share))
+        # Real photographs are cropped as they are: their scale is the one to denoise at.
+        zoom = self.zoom if domain == RENDERED else (1.0, 1.0)
         return _Noisy(
-            images, self.channels, noise, self._seed(stage, domain), length, self.patch_size
+            images, self.channels, noise, self._seed(stage, domain), length, self.patch_size, zoom
         )
 
     def _whole_images(self, dataset: Dataset) -> DataLoader:

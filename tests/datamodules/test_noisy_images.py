@@ -177,7 +177,38 @@ def test_offline_stand_ins_without_a_folder(tmp_path: Path) -> None:
     assert (stand_in[IMAGE] - stand_in[REFERENCE]).abs().mean() > 1e-3
 
 
+def _fine_detail(images: torch.Tensor) -> float:
+    """Mean absolute difference of horizontal neighbours: the pixel-scale detail."""
+    return float((images[..., 1:] - images[..., :-1]).abs().mean())
+
+
+def test_zoom_softens_the_clean_crops_of_the_rendered_side_only(tmp_path: Path) -> None:
+    plain = _module(tmp_path, noise=GaussianNoise(sigma=0.0), zoom=1.0)
+    zoomed = _module(tmp_path, noise=GaussianNoise(sigma=0.0), zoom=[3.0, 4.0])
+    for module in (plain, zoomed):
+        module.setup("fit")
+    crops = [
+        torch.stack([m.domain_dataset("train", RENDERED)[i][REFERENCE] for i in range(12)])
+        for m in (plain, zoomed)
+    ]
+    assert crops[1].shape == crops[0].shape == (12, 3, 16, 16)
+    assert crops[1].min() >= 0 and crops[1].max() <= 1
+    assert _fine_detail(crops[1]) < 0.6 * _fine_detail(crops[0])
+    # deterministic per index, and the real side is never resampled
+    rendered = zoomed.domain_dataset("train", RENDERED)
+    assert torch.equal(rendered[5][REFERENCE], rendered[5][REFERENCE])
+    real_plain, real_zoomed = (m.domain_dataset("train", REAL) for m in (plain, zoomed))
+    assert torch.equal(real_plain[2][IMAGE], real_zoomed[2][IMAGE])
+    # validation images stay whole
+    whole = zoomed.domain_dataset("val", RENDERED)[0][REFERENCE]
+    assert whole.shape == plain.domain_dataset("val", RENDERED)[0][REFERENCE].shape
+
+
 def test_bad_settings_are_named() -> None:
+    with pytest.raises(ValueError, match="zoom"):
+        NoisyImageDataModule(zoom=[2.0, 1.0])
+    with pytest.raises(ValueError, match="zoom"):
+        NoisyImageDataModule(zoom=0.0)
     with pytest.raises(ValueError, match="real_fraction"):
         NoisyImageDataModule(real_fraction=1.5)
     with pytest.raises(ValueError, match="patch_size"):
