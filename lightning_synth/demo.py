@@ -8,7 +8,7 @@ style) -> scikit-learn's 1,797 real handwritten digits, both framed the same way
 1. **source-only**: ``adaptation: null``: only the rendered half of each batch, with its
    labels, trains the network;
 2. **adapted**: the recipe's adaptation components also learn from the real half of each
-   batch, whose labels stay hidden: ``DomainAdversarial`` (DANN's gradient reversal) and
+   batch, whose labels stay hidden: ``MinimumClassConfusion`` (MCC) and
    ``RealSampleTerms`` (entropy, diversity, pseudo-label consistency).
 
 Both models are tested as they are when training ends (no checkpoint is chosen with

@@ -41,7 +41,7 @@ def test_demo_runs_both_arms_and_prints_the_comparison(
     # the adapted arm saw real digits with their labels hidden, the source-only arm none
     adapted = (tmp_path / "demo_runs" / "adapted" / "version_0" / "config.yaml").read_text()
     assert "real_fraction: 0.5" in adapted and "hide_real_labels: true" in adapted
-    assert "DomainAdversarial" in adapted and "RealSampleTerms" in adapted
+    assert "MinimumClassConfusion" in adapted and "RealSampleTerms" in adapted
     source = (tmp_path / "demo_runs" / "source_only" / "version_0" / "config.yaml").read_text()
     assert "adaptation: null" in source and "real_fraction: 0.5" in source
     real = [float(v) for v in table.split("accuracy on real digits (test)")[1].split("%")[:2]]
