@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -10,16 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import benchmark_module
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "model_selection.py"
-
-
-def _script():  # noqa: ANN202 - the script's module
-    spec = importlib.util.spec_from_file_location("model_selection", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(arm: str, seed: int, accuracies: list[float]) -> dict:
@@ -44,7 +37,7 @@ def test_correlations_picks_and_oracle_follow_the_histories() -> None:
         _run("dann", 1, [0.6, 0.4, 0.65, 0.3]),
         _run("train_on_real", 0, [0.99, 0.98, 0.97]),  # labelled: left out
     ]
-    report = _script().validator_report(results)
+    report = benchmark_module("model_selection").validator_report(results)
     entry = report["mnist/canonical"]
     assert entry["runs"] == 2 and entry["checkpoints"] == 8
     assert entry["oracle_real_acc"] == pytest.approx((0.9 + 0.65) / 2)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,16 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from conftest import benchmark_module
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "sim2real_digits.py"
-
-
-def _benchmark():  # noqa: ANN202 - the script's module
-    spec = importlib.util.spec_from_file_location("sim2real_digits", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
@@ -94,7 +87,7 @@ def test_every_target_arm_and_framing_runs_and_the_json_says_so(tmp_path: Path) 
 
 
 def test_tight_framing_fills_the_frame_and_the_recipe_is_the_configs() -> None:
-    benchmark = _benchmark()
+    benchmark = benchmark_module("sim2real_digits")
     images = torch.zeros(3, 1, 28, 28)
     images[0, 0, 8:20, 12:16] = 1.0  # a tall bar: its height fills, aspect kept
     images[1, 0, 10:14, 4:24] = 0.6  # a wide bar
@@ -110,7 +103,10 @@ def test_tight_framing_fills_the_frame_and_the_recipe_is_the_configs() -> None:
     assert bool((stretched[:, 0] > 0.2).all())  # the boxes fill both sides
     recipe = benchmark.read_recipe(REPO / "configs" / "sim2real_digits.yaml")
     methods = benchmark.arm_methods("recipe", recipe)
-    assert [type(m).__name__ for m in methods] == ["DomainAdversarial", "RealSampleTerms"]
+    shipped = yaml.safe_load((REPO / "configs" / "sim2real_digits.yaml").read_text())
+    listed = [m["class_path"] for m in shipped["model"]["init_args"]["adaptation"]]
+    assert [type(m).__name__ for m in methods] == listed
+    assert listed == ["MinimumClassConfusion", "RealSampleTerms"]
     assert [type(m).__name__ for m in benchmark.arm_methods("dann", recipe)] == [
         "DomainAdversarial"
     ]
