@@ -18,7 +18,7 @@ from __future__ import annotations
 import glob
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -122,12 +122,16 @@ def _skimage_sample(name: str) -> np.ndarray:
     return array
 
 
-def resize_image(image: torch.Tensor, size: Size) -> torch.Tensor:
-    """Resize (antialiased) so the longer side is ``size``, or to exactly ``(H, W)``.
+def resize_image(
+    image: torch.Tensor, size: Size, mode: Literal["bilinear", "bicubic"] = "bilinear"
+) -> torch.Tensor:
+    """Resize (antialiased) so the longer side is ``size``, or to exactly ``(H, W)``;
+    the result is clipped to [0, 1].
 
     Args:
         image: ``C x H x W``.
         size: ``None`` (keep), an int (longer side, aspect kept) or ``(height, width)``.
+        mode: interpolation; bicubic keeps more detail when enlarging.
     """
     if size is None:
         return image
@@ -139,7 +143,9 @@ def resize_image(image: torch.Tensor, size: Size) -> torch.Tensor:
         target = (int(size[0]), int(size[1]))
     if target == (height, width):
         return image
-    resized = F.interpolate(image[None], size=target, mode="bilinear", antialias=True)
+    resized = F.interpolate(
+        image[None], size=target, mode=mode, antialias=True, align_corners=False
+    )
     return resized[0].clamp(0, 1)
 
 

@@ -51,6 +51,7 @@ from lightning_synth.datamodules.images import (
     SKIMAGE_PREFIX,
     find_images,
     read_image,
+    resize_image,
 )
 from lightning_synth.datamodules.sources import DomainSource
 from lightning_synth.errors import InputError
@@ -379,15 +380,6 @@ def _random_crop(
     return crops
 
 
-def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
-    """``image`` (``C x h x w``) resampled to ``size x size`` (bicubic, antialiased when
-    shrinking), clipped to [0, 1]."""
-    resized = F.interpolate(
-        image[None], size=(size, size), mode="bicubic", align_corners=False, antialias=True
-    )
-    return resized[0].clamp(0, 1)
-
-
 def _sample(noisy: torch.Tensor, reference: torch.Tensor | None) -> Batch:
     known = reference is not None
     return {
@@ -438,7 +430,7 @@ class _Noisy(Dataset):
             side = max(2, round(self.patch_size / factor))
             crops = _random_crop(pictures, side, generator)
             if side != self.patch_size:
-                crops = [_resize(x, self.patch_size) for x in crops]
+                crops = [resize_image(x, (self.patch_size,) * 2, "bicubic") for x in crops]
             pictures = [_augment(x, code) for x in crops]
         if self.noise is not None:
             (reference,) = pictures
