@@ -15,7 +15,8 @@ train-on-real, and an *evaluation* half used for nothing but the final score):
 
 Arms (one network, batches, optimiser and step budget for all; only ``adaptation:``
 changes): ``source_only`` (a discriminator that learns but sends nothing back),
-``dann`` (:class:`DomainAdversarial` at its defaults), ``recipe`` (the ``adaptation:`` list
+``dann`` (:class:`DomainAdversarial` at its defaults; ``--dann-weight`` scales its
+reversed gradient), ``recipe`` (the ``adaptation:`` list
 of the config, read from the YAML so the benchmark measures what ships), and
 ``train_on_real`` (the labelled pool alone: the upper bound). The network, optimiser,
 learning rate, batch size, real fraction and renderer options come from the same YAML.
@@ -126,12 +127,13 @@ def read_recipe(path: Path) -> dict:
     }
 
 
-def arm_methods(arm: str, recipe: dict) -> list:
-    """The adaptation components of ``arm`` (fresh modules on every call)."""
+def arm_methods(arm: str, recipe: dict, dann_weight: float = 1.0) -> list:
+    """The adaptation components of ``arm`` (fresh modules on every call); ``dann_weight``
+    scales the reversed gradient of the ``dann`` arm (1: the paper's)."""
     if arm == "source_only":
         return [DomainAdversarial(weight=0.0)]
     if arm == "dann":
-        return [DomainAdversarial()]
+        return [DomainAdversarial(weight=dann_weight)]
     if arm == "recipe":
         return instantiate(recipe["model"]["adaptation"]) or []
     if arm == "train_on_real":
@@ -353,7 +355,7 @@ def run_arm(
     model = ImageClassifier(
         feature_extractor=instantiate(model_spec.get("feature_extractor")),
         classifier=instantiate(model_spec.get("classifier")),
-        adaptation=arm_methods(arm, recipe),
+        adaptation=arm_methods(arm, recipe, args.dann_weight),
         num_classes=10,
         in_channels=1,
         image_size=size,
@@ -574,6 +576,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=0, help="0: the config's")
     parser.add_argument("--rendered-train", type=int, default=0, help="0: the config's")
     parser.add_argument("--rendered-val", type=int, default=1000)
+    parser.add_argument(
+        "--dann-weight", type=float, default=1.0, help="the dann arm's weight (paper: 1)"
+    )
     parser.add_argument("--select", default="im", help="validator choosing the checkpoint")
     parser.add_argument("--select-samples", type=int, default=500, help="per domain")
     parser.add_argument("--val-images", type=int, default=1000, help="real, end of the pool")

@@ -110,6 +110,8 @@ def test_tight_framing_fills_the_frame_and_the_recipe_is_the_configs() -> None:
     assert [type(m).__name__ for m in benchmark.arm_methods("dann", recipe)] == [
         "DomainAdversarial"
     ]
+    assert benchmark.arm_methods("dann", recipe)[0].weight == 1.0
+    assert benchmark.arm_methods("dann", recipe, dann_weight=0.1)[0].weight == 0.1
     assert benchmark.arm_methods("source_only", recipe)[0].weight == 0.0
     assert recipe["renderer"] == "StrokeDigitsSource"
     assert recipe["renderer_options"]["style"] == "varied"
