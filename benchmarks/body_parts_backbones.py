@@ -16,7 +16,8 @@ stretches the wall clock, not the budget). Then, per backbone and seed:
 
 The gradient backbones anneal their learning rate along a cosine of the budget spent.
 The forest samples ``--pixels-per-image`` pixels per frame for ``--forest-share`` of the
-budget (or ``--forest-frames`` frames, whichever ends first: memory is 512 B a pixel),
+budget (or ``--forest-frames`` frames, whichever ends first: memory is 4 B per feature and
+pixel, ``--forest-features`` of them),
 then grows its 3 trees of depth 20; the CPU time that takes is reported, not capped.
 
     python benchmarks/body_parts_backbones.py --budget 60 --threads 2 --json-out backbones.json
@@ -84,14 +85,29 @@ class CPUBudget(Callback):
             trainer.should_stop = True
 
 
+def _max_features(text: str) -> int | float | str:
+    """``sqrt``, a count (``64``) or a share of the features (``0.5``, ``1.0``: all)."""
+    if text == "sqrt":
+        return text
+    return float(text) if "." in text else int(text)
+
+
 def _task(backbone: str, args: argparse.Namespace) -> BodyPartClassifier:
     """The networks of configs/body_parts.yaml (and body_parts_forest.yaml)."""
     features = DepthComparisonFeatures(num_features=128, max_offset=200.0)
     common = {"joint_frames": 0, "log_images": False}
     if backbone == "forest":
-        forest = DepthForest(128, len(PART_NAMES), num_trees=3, max_depth=20, n_jobs=args.threads)
+        width = args.forest_features
+        forest = DepthForest(
+            width,
+            len(PART_NAMES),
+            num_trees=3,
+            max_depth=20,
+            max_features=_max_features(args.forest_max_features),
+            n_jobs=args.threads,
+        )
         return BodyPartClassifier(
-            feature_extractor=features,
+            feature_extractor=DepthComparisonFeatures(num_features=width, max_offset=200.0),
             classifier=forest,
             backbone="forest",
             pixels_per_image=args.pixels_per_image,
@@ -148,16 +164,18 @@ def _train(backbone: str, seed: int, args: argparse.Namespace) -> tuple[BodyPart
     }
 
 
-def _frames(seed: int, noise: bool, count: int, height: int, width: int) -> list[dict]:
-    """Batches of 16 test frames (the stage's frames of RenderedBodySource)."""
+def _frames(
+    seed: int, noise: bool, count: int, height: int, width: int, stage: str = "test"
+) -> list[dict]:
+    """Batches of 16 frames of RenderedBodySource's ``stage`` (``val`` or ``test``)."""
     source = RenderedBodySource(
-        val_length=0,
+        val_length=count,
         test_length=count,
         seed=seed,
         noise=DepthSensorNoise() if noise else None,
         yaw_range=YAW,
     )
-    dataset = source.dataset("test", height, width)
+    dataset = source.dataset(stage, height, width)
     return [
         default_collate(dataset.__getitems__(range(first, min(first + 16, count))))
         for first in range(0, count, 16)
@@ -219,7 +237,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pixels-per-image", type=int, default=500, help="forest (paper: 2000)")
     parser.add_argument("--forest-share", type=float, default=0.5, help="of the budget, sampling")
     parser.add_argument("--forest-frames", type=int, default=8000, help="forest: most frames")
+    parser.add_argument(
+        "--forest-features", type=int, default=128, help="forest: depth features per pixel"
+    )
+    parser.add_argument(
+        "--forest-max-features",
+        default="1.0",
+        help="forest: candidate features per split (a share like 1.0: all; a count; sqrt)",
+    )
     parser.add_argument("--test-frames", type=int, default=256, help="per domain")
+    parser.add_argument(
+        "--split",
+        choices=("test", "val"),
+        default="test",
+        help="frames to score on: test, or val to choose settings without the test frames",
+    )
     parser.add_argument("--speed-height", type=int, default=240)
     parser.add_argument("--speed-width", type=int, default=320)
     parser.add_argument("--speed-frames", type=int, default=64, help="frames per timing")
@@ -234,8 +266,8 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"unknown backbones {sorted(unknown)}; choose from {BACKBONES}")
     seeds = [int(seed) for seed in args.seeds.split(",")]
     tests = {
-        "renders": _frames(0, False, args.test_frames, args.height, args.width),
-        "sensor": _frames(1, True, args.test_frames, args.height, args.width),
+        "renders": _frames(0, False, args.test_frames, args.height, args.width, args.split),
+        "sensor": _frames(1, True, args.test_frames, args.height, args.width, args.split),
     }
     live = BodyRenderer(args.speed_height, args.speed_width, seed=2, yaw_range=YAW)
     clean = live.render(range(min(16, args.speed_frames)))

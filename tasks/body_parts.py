@@ -359,7 +359,11 @@ class BodyPartClassifier(SynthTask):
             raise RuntimeError(
                 "no labelled person pixel in the training frames: nothing to grow the forest on"
             )
-        self.classifier.fit_forest(torch.cat(features), torch.cat(labels))
+        pixels, pixel_labels = torch.cat(features), torch.cat(labels)
+        # The per-batch parts go before the forest grows: one copy of the pixels, not two.
+        features.clear()
+        labels.clear()
+        self.classifier.fit_forest(pixels, pixel_labels)
         self.trainer.should_stop = True
 
     def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
