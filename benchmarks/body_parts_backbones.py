@@ -16,9 +16,9 @@ stretches the wall clock, not the budget). Then, per backbone and seed:
 
 The gradient backbones anneal their learning rate along a cosine of the budget spent.
 The forest samples ``--pixels-per-image`` pixels per frame for ``--forest-share`` of the
-budget (or ``--forest-frames`` frames, whichever ends first: memory is 4 B per feature and
-pixel, ``--forest-features`` of them),
-then grows its 3 trees of depth 20; the CPU time that takes is reported, not capped.
+budget (or ``--forest-frames`` frames, whichever ends first: memory is 4 B per pixel and
+each of its ``--forest-features`` features, twice that while the parts are joined), then
+grows its 3 trees of depth 20; the CPU time that takes is reported, not capped.
 
     python benchmarks/body_parts_backbones.py --budget 60 --threads 2 --json-out backbones.json
 """
@@ -94,11 +94,12 @@ def _max_features(text: str) -> int | float | str:
 
 def _task(backbone: str, args: argparse.Namespace) -> BodyPartClassifier:
     """The networks of configs/body_parts.yaml (and body_parts_forest.yaml)."""
-    features = DepthComparisonFeatures(num_features=128, max_offset=200.0)
+    forest = backbone == "forest"
+    width = args.forest_features if forest else 128
+    features = DepthComparisonFeatures(num_features=width, max_offset=200.0)
     common = {"joint_frames": 0, "log_images": False}
-    if backbone == "forest":
-        width = args.forest_features
-        forest = DepthForest(
+    if forest:
+        classifier = DepthForest(
             width,
             len(PART_NAMES),
             num_trees=3,
@@ -107,8 +108,8 @@ def _task(backbone: str, args: argparse.Namespace) -> BodyPartClassifier:
             n_jobs=args.threads,
         )
         return BodyPartClassifier(
-            feature_extractor=DepthComparisonFeatures(num_features=width, max_offset=200.0),
-            classifier=forest,
+            feature_extractor=features,
+            classifier=classifier,
             backbone="forest",
             pixels_per_image=args.pixels_per_image,
             **common,
