@@ -16,7 +16,11 @@ against the references (torchmetrics, per image, then averaged; SSIM on RGB with
   no adaptation): the camera noise model alone;
 * ``camera_adapt``: ``configs/denoise_camera.yaml`` as shipped: camera noise plus real
   noisy crops (references hidden) through its adaptation method;
-* ``camera_selfsup``: as ``camera_adapt`` plus the Neighbor2Neighbor term on the real crops.
+* ``camera_selfsup``: as ``camera_adapt`` plus the Neighbor2Neighbor term on the real crops;
+* ``noisier2noise``: ``configs/denoise_noisier2noise.yaml``: noise cut from flat regions
+  of the real noisy photographs (``SampledNoise``, no reference used) added to those
+  photographs, which are the targets (Noisier2Noise), plus real crops through adaptation;
+* ``sampled``: the same noise on the clean photographs (zoomed 1-3x) instead, no correction.
 
 The networks train through the shipped configs (``--clean`` replaces the clean photographs,
 ``--real`` is the real folder, so its noisy images, without references, enter training), for
@@ -70,6 +74,15 @@ LEARNED = {
     "camera_selfsup": (
         "denoise_camera.yaml",
         ["--model.init_args.self_supervised=neighbor2neighbor"],
+    ),
+    "noisier2noise": ("denoise_noisier2noise.yaml", []),
+    "sampled": (
+        "denoise_noisier2noise.yaml",
+        [
+            "--data.init_args.noisy_as_clean=0",
+            "--data.init_args.zoom=[1,3]",
+            "--model.init_args.correction=none",
+        ],
     ),
 }
 METHODS = ("noisy", "tv_skimage", "tv_project", "bm3d", *LEARNED)
@@ -172,6 +185,11 @@ def main() -> None:
         default=[],
         help="a further CLI override for every learned method (repeat it), e.g. "
         "--extra=--data.init_args.patch_size=48",
+    )
+    parser.add_argument(
+        "--self-ensemble",
+        action="store_true",
+        help="also score each learned method with 8-fold self-ensembling (same network)",
     )
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()
@@ -299,6 +317,23 @@ def main() -> None:
                 gain_real=gain_real,
                 gain_matched_gaussian=gain_synthetic,
             )
+            if args.self_ensemble:  # the same network, each image in its 8 flips and turns
+                model.hparams.self_ensemble = True
+                began = time.perf_counter()
+                outputs = [model.denoise(n[None].to(device))[0].cpu() for n in noisy]
+                per_image = (time.perf_counter() - began) / len(noisy)
+                record(
+                    f"{method}+ensemble",
+                    outputs,
+                    train_seconds=seconds,
+                    steps=steps,
+                    seconds_per_image=per_image,
+                    gain_real=float(
+                        _scores(outputs, references)[0].mean()
+                        - _scores(noisy, references)[0].mean()
+                    ),
+                    gain_matched_gaussian=float("nan"),
+                )
 
     print()
     print(

@@ -88,6 +88,7 @@ _CROP_NUMBER = re.compile(r"_\d+$")
 # Items of each stage and domain use their own random streams.
 _STAGE_SEED = {"train": 0, "val": 1_000_003, "test": 2_000_003}
 _DOMAIN_SEED = 500_009
+_NOISY_AS_CLEAN_SEED = 700_001
 
 
 def scene_of(name: str) -> str:
@@ -465,7 +466,8 @@ class NoisyImageDataModule(DomainDataModule):
     Args:
         clean: clean photographs (files, folders, globs or ``skimage:NAME``).
         noise: the noise model (a module of :mod:`lightning_synth.rendering`, e.g.
-            ``GaussianNoise`` or ``CameraNoise``); default ``GaussianNoise()``.
+            ``GaussianNoise``, ``CameraNoise`` or ``SampledNoise``, which ``setup`` fits
+            to the real photographs, references unused); default ``GaussianNoise()``.
         real: the real noisy photographs; default :class:`NoisyPhotographs` (stand-ins
             without a ``root``).
         val_clean: clean photographs for the rendered validation and test images (whole,
@@ -485,6 +487,13 @@ class NoisyImageDataModule(DomainDataModule):
         batch_size: training crops per batch and process.
         real_fraction: share of each training batch that is real (0: the rendered side
             only, a source-only run).
+        noisy_as_clean: share of the rendered training crops cut from the real noisy
+            photographs instead of the clean ones, at their own scale, with the noise
+            model's noise on top and the photograph itself as the target (Noisy-As-Clean,
+            Xu et al. 2020): the network sees the real photographs' content. Their own
+            noise stays in the target, so the network learns to remove part of it only:
+            for noise that is weak against what it has to remove elsewhere; 1 with
+            ``Denoiser(correction="noisier2noise")`` undoes that. 0: none.
         eval_batch_size: whole images per validation/test/predict batch (1 allows any
             mix of sizes).
         num_workers: DataLoader worker processes.
@@ -504,6 +513,7 @@ class NoisyImageDataModule(DomainDataModule):
         train_length: int = 4096,
         batch_size: int = 16,
         real_fraction: float = 0.0,
+        noisy_as_clean: float = 0.0,
         eval_batch_size: int = 1,
         num_workers: int = 0,
         seed: int = 0,
@@ -521,6 +531,9 @@ class NoisyImageDataModule(DomainDataModule):
                 "eval_batch_size and train_length must be positive and patch_size at least "
                 f"8, got {eval_batch_size}, {train_length}, {patch_size}"
             )
+        if not 0 <= noisy_as_clean <= 1:
+            raise InputError(f"noisy_as_clean must lie in [0, 1], got {noisy_as_clean}")
+        self.noisy_as_clean = float(noisy_as_clean)
         if channels not in (1, 3):
             raise InputError(f"channels must be 1 or 3, got {channels}")
         self.noise = noise if noise is not None else GaussianNoise()
@@ -532,6 +545,13 @@ class NoisyImageDataModule(DomainDataModule):
         # Find the files and check the pairs now, not after an epoch of training.
         self.rendered.prepare()
         self.real.prepare()
+        fit = getattr(self.noise, "fit_if_needed", None)
+        if callable(fit):  # a noise model learnt from the real photographs (SampledNoise)
+            photographs = self.real.dataset("train")
+            fit(
+                to_channels(photographs[i][IMAGE], self.channels)
+                for i in range(len(photographs))  # type: ignore[arg-type]
+            )
 
     def _seed(self, stage: str, domain: int) -> int:
         return self.seed * 10_000_019 + _STAGE_SEED.get(stage, 3_000_017) + domain * _DOMAIN_SEED
@@ -548,8 +568,23 @@ class NoisyImageDataModule(DomainDataModule):
             length = max(1, round(self.train_length * share))
         # Real photographs are cropped as they are: their scale is the one to denoise at.
         zoom = self.zoom if domain == RENDERED else (1.0, 1.0)
-        return _Noisy(
-            images, self.channels, noise, self._seed(stage, domain), length, self.patch_size, zoom
+        seed = self._seed(stage, domain)
+        if domain == REAL or not self.noisy_as_clean:
+            return _Noisy(images, self.channels, noise, seed, length, self.patch_size, zoom)
+        as_clean = max(1, round(length * self.noisy_as_clean))
+        noisy_targets = _Noisy(
+            self.real.dataset("train"),  # references hidden: the noisy photograph is the target
+            self.channels,
+            noise,
+            seed + _NOISY_AS_CLEAN_SEED,
+            as_clean,
+            self.patch_size,
+        )
+        if as_clean >= length:
+            return noisy_targets
+        return InterleavedDataset(
+            _Noisy(images, self.channels, noise, seed, length - as_clean, self.patch_size, zoom),
+            noisy_targets,
         )
 
     def _whole_images(self, dataset: Dataset) -> DataLoader:

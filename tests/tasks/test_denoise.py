@@ -15,6 +15,7 @@ from PIL import Image
 from lightning_synth.adaptation import CORAL
 from lightning_synth.batch import DOMAIN, IMAGE, LABEL, REAL, REFERENCE, VALID
 from lightning_synth.datamodules.noisy_images import NoisyImageDataModule, NoisyPhotographs
+from lightning_synth.errors import InputError
 from lightning_synth.nn.denoisers import (
     DnCNN,
     UNetDenoiser,
@@ -208,7 +209,9 @@ def test_neighbor_sub_sampler_picks_adjacent_pixels_of_each_cell() -> None:
     assert noise2self_loss(identity, flat) == 0
 
 
-@pytest.mark.parametrize("name", ["denoise_gaussian.yaml", "denoise_camera.yaml"])
+@pytest.mark.parametrize(
+    "name", ["denoise_gaussian.yaml", "denoise_camera.yaml", "denoise_noisier2noise.yaml"]
+)
 def test_config_runs_through_the_cli(name: str, run_cli) -> None:
     config = str(CONFIGS / name)
     run_dir = run_cli("fit", f"--config={config}", *FAST_TRAINER, *DENOISE_SHRINK)
@@ -249,3 +252,62 @@ def test_export_denoises_tiles_like_the_task(tmp_path: Path, network: str) -> No
         expected = model(tiles)
     largest, share = compare(expected, run_exported(path, [tiles]))
     assert share == 1.0, largest
+
+
+def test_noisy_as_clean_takes_that_share_of_rendered_crops_from_the_real_photographs(
+    tmp_path: Path,
+) -> None:
+    from lightning_synth.batch import RENDERED
+
+    def references(share: float) -> torch.Tensor:
+        data = _data(tmp_path, noisy_as_clean=share, train_length=40)
+        data.setup("fit")
+        rendered = data.source_dataset("train", RENDERED)
+        return torch.stack([rendered[i][REFERENCE] for i in range(len(rendered))])
+
+    clean_only, half, all_real = references(0.0), references(0.5), references(1.0)
+    assert len(clean_only) == len(half) == len(all_real) == 40
+
+    def rough(crops: torch.Tensor) -> torch.Tensor:
+        # The real photographs carry their noise (sigma 20/255) into the targets.
+        curvature = crops[..., 2:, :] - 2 * crops[..., 1:-1, :] + crops[..., :-2, :]
+        return curvature.abs().flatten(1).mean(1) > 0.05
+
+    assert not rough(clean_only).any() and rough(all_real).all()
+    assert 15 <= int(rough(half).sum()) <= 25
+    with pytest.raises(InputError, match="noisy_as_clean"):
+        _data(tmp_path, noisy_as_clean=1.5)
+
+
+def test_noisier2noise_correction_estimates_twice_the_output_minus_the_input() -> None:
+    class Halfway(torch.nn.Module):
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return 0.5 * images + 0.25
+
+    noisy = torch.rand(2, 3, 16, 16)
+    plain = Denoiser(network=Halfway(), log_images=False)
+    corrected = Denoiser(network=Halfway(), correction="noisier2noise", log_images=False)
+    assert torch.allclose(plain(noisy), 0.5 * noisy + 0.25)
+    assert torch.allclose(corrected(noisy), torch.full_like(noisy, 0.5))
+    assert torch.allclose(corrected.denoise(noisy), torch.full_like(noisy, 0.5))
+    # Clean photographs do not choose its checkpoint: it keeps the last.
+    assert plain.monitor == "val/rendered_psnr" and not corrected.monitor
+    with pytest.raises(InputError, match="correction"):
+        Denoiser(correction="twice")  # type: ignore[arg-type]
+
+
+def test_self_ensemble_averages_the_eight_flips_and_turns() -> None:
+    torch.manual_seed(0)
+    network = DnCNN(3, depth=3, width=8)
+    single = Denoiser(network=network, log_images=False).eval()
+    ensemble = Denoiser(network=network, self_ensemble=True, log_images=False).eval()
+    noisy = torch.rand(1, 3, 20, 28)  # not square: turned images change shape
+    expected = torch.zeros_like(noisy)
+    with torch.no_grad():
+        for mirrored in (False, True):
+            start = noisy.flip(-1) if mirrored else noisy
+            for turns in range(4):
+                out = torch.rot90(network(torch.rot90(start, turns, (-2, -1))), -turns, (-2, -1))
+                expected += (out.flip(-1) if mirrored else out) / 8
+    assert torch.allclose(ensemble.denoise(noisy), expected.clamp(0, 1), atol=1e-5)
+    assert not torch.allclose(ensemble.denoise(noisy), single.denoise(noisy), atol=1e-4)
