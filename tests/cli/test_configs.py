@@ -81,6 +81,10 @@ SHRINK: dict[str, list[str]] = {
     "tv_denoise.yaml": ["--data.init_args.size=48"],
     "denoise_gaussian.yaml": _DENOISE,
     "denoise_camera.yaml": _DENOISE,
+    "denoise_noisier2noise.yaml": [
+        *(option for option in _DENOISE if "depth" not in option),
+        "--model.init_args.network.init_args.levels=1",
+    ],
     "style_transfer.yaml": [
         "--model.init_args.feature_network.init_args.weights=random",
         "--model.init_args.feature_network.init_args.layers=[conv1_1,conv2_1]",

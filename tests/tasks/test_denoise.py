@@ -27,15 +27,20 @@ from lightning_synth.nn.denoisers import (
 from lightning_synth.rendering.noise import GaussianNoise
 from lightning_synth.tasks import Denoiser
 
-#: Overrides that shrink the two denoising configs to a test's size.
+#: Overrides that shrink the denoising configs to a test's size.
 DENOISE_SHRINK = [
     "--data.init_args.clean=[skimage:camera]",
     "--data.init_args.patch_size=16",
     "--data.init_args.train_length=24",
     "--data.init_args.batch_size=4",
-    "--model.init_args.network.init_args.depth=3",
     "--model.init_args.network.init_args.width=8",
 ]
+#: The network's own size, per config.
+NETWORK_SHRINK = {
+    "denoise_gaussian.yaml": ["--model.init_args.network.init_args.depth=3"],
+    "denoise_camera.yaml": ["--model.init_args.network.init_args.depth=3"],
+    "denoise_noisier2noise.yaml": ["--model.init_args.network.init_args.levels=1"],
+}
 
 
 def _smooth_image(path: Path, height: int, width: int, seed: int, gray: bool = False) -> None:
@@ -214,7 +219,8 @@ def test_neighbor_sub_sampler_picks_adjacent_pixels_of_each_cell() -> None:
 )
 def test_config_runs_through_the_cli(name: str, run_cli) -> None:
     config = str(CONFIGS / name)
-    run_dir = run_cli("fit", f"--config={config}", *FAST_TRAINER, *DENOISE_SHRINK)
+    shrink = [*DENOISE_SHRINK, *NETWORK_SHRINK[name]]
+    run_dir = run_cli("fit", f"--config={config}", *FAST_TRAINER, *shrink)
     last = run_dir / "checkpoints" / "last.ckpt"
     assert last.is_file()
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -222,9 +228,9 @@ def test_config_runs_through_the_cli(name: str, run_cli) -> None:
     model = Denoiser.load_from_checkpoint(last, map_location="cpu")
     state = torch.load(last, map_location="cpu", weights_only=False)["state_dict"]
     assert all(torch.equal(value, state[key]) for key, value in model.state_dict().items())
-    run_cli("test", f"--config={config}", *FAST_TRAINER, *DENOISE_SHRINK, f"--ckpt_path={last}")
+    run_cli("test", f"--config={config}", *FAST_TRAINER, *shrink, f"--ckpt_path={last}")
     predict_dir = run_cli(
-        "predict", f"--config={config}", *FAST_TRAINER, *DENOISE_SHRINK, f"--ckpt_path={last}"
+        "predict", f"--config={config}", *FAST_TRAINER, *shrink, f"--ckpt_path={last}"
     )
     predictions = torch.load(predict_dir / "predictions-rank0.pt")
     assert len(predictions["psnr"]) == len(predictions["removed_std"]) == 2
