@@ -101,10 +101,10 @@ class SampledNoise(NoiseModel):
         seed: int = 0,
     ) -> None:
         super().__init__(clip=clip, seed=seed)
-        if patch_size < 4 or levels < 1 or not 0 < flat_fraction <= 1:
+        if patch_size < 4 or levels < 1 or not 0 < flat_fraction <= 1 or uniformity < 1:
             raise InputError(
-                "SampledNoise needs patch_size >= 4, levels >= 1 and 0 < flat_fraction <= 1, "
-                f"got {patch_size}, {levels}, {flat_fraction}"
+                "SampledNoise needs patch_size >= 4, levels >= 1, 0 < flat_fraction <= 1 and "
+                f"uniformity >= 1, got {patch_size}, {levels}, {flat_fraction}, {uniformity}"
             )
         self.photographs = photographs
         self.patch_size, self.levels, self.flat_fraction = patch_size, levels, flat_fraction

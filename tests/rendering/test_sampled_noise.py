@@ -80,6 +80,8 @@ def test_clear_errors() -> None:
         model(torch.zeros(1, 1, 32, 32))
     with pytest.raises(InputError, match="flat_fraction"):
         SampledNoise(flat_fraction=0)
+    with pytest.raises(InputError, match="uniformity >= 1"):
+        SampledNoise(uniformity=0.5)
 
 
 def test_the_datamodule_fits_it_to_its_real_photographs() -> None:
