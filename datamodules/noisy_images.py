@@ -55,7 +55,7 @@ from lightning_synth.datamodules.images import (
 )
 from lightning_synth.datamodules.sources import DomainSource
 from lightning_synth.errors import InputError
-from lightning_synth.image_io import to_channels
+from lightning_synth.image_io import dihedral, to_channels
 from lightning_synth.rendering.camera import CameraNoise
 from lightning_synth.rendering.noise import GaussianNoise, Range, as_range, log_uniform
 
@@ -356,13 +356,6 @@ class _PairImages(_Cached, Dataset):
         return self.item(index)
 
 
-def _augment(image: torch.Tensor, code: int) -> torch.Tensor:
-    """One of the 8 flips and quarter turns of a square patch."""
-    if code & 4:
-        image = image.flip(-1)
-    return torch.rot90(image, code % 4, dims=(-2, -1))
-
-
 def _random_crop(
     images: Sequence[torch.Tensor], size: int, generator: torch.Generator
 ) -> list[torch.Tensor]:
@@ -432,7 +425,7 @@ class _Noisy(Dataset):
             crops = _random_crop(pictures, side, generator)
             if side != self.patch_size:
                 crops = [resize_image(x, (self.patch_size,) * 2, "bicubic") for x in crops]
-            pictures = [_augment(x, code) for x in crops]
+            pictures = [dihedral(x, code) for x in crops]
         if self.noise is not None:
             (reference,) = pictures
             noisy = self.noise(reference[None], [generator])[0]

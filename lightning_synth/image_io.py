@@ -23,7 +23,7 @@ from torchvision.io import ImageReadMode, decode_image, read_file
 
 from lightning_synth.errors import InputError
 
-__all__ = ["LUMA_WEIGHTS", "rgb_to_gray", "to_channels", "read_image", "to_float"]
+__all__ = ["LUMA_WEIGHTS", "rgb_to_gray", "to_channels", "read_image", "to_float", "dihedral"]
 
 #: ITU-R BT.601 luma weights of R, G and B (as Pillow's "L" and torchvision).
 LUMA_WEIGHTS: Final[tuple[float, float, float]] = (0.299, 0.587, 0.114)
@@ -144,3 +144,19 @@ def _read_bmp(path: str) -> torch.Tensor:
         array = np.asarray(image.convert("L") if image.mode == "1" else image, dtype=np.uint8)
     array = array[:, :, None] if array.ndim == 2 else array
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+def dihedral(images: torch.Tensor, code: int, inverse: bool = False) -> torch.Tensor:
+    """One of the 8 flips and quarter turns of images (``... x H x W``), or its inverse.
+
+    Args:
+        images: any tensor whose last two dimensions are height and width.
+        code: 0-7; bit 2 mirrors left-right, ``code % 4`` quarter turns follow.
+        inverse: undo the transform instead.
+    """
+    turns = code % 4
+    if not inverse:
+        images = images.flip(-1) if code & 4 else images
+        return torch.rot90(images, turns, dims=(-2, -1))
+    images = torch.rot90(images, -turns, dims=(-2, -1))
+    return images.flip(-1) if code & 4 else images

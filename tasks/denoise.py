@@ -40,6 +40,7 @@ from lightning_synth.batch import (
 )
 from lightning_synth.callbacks import log_image
 from lightning_synth.errors import InputError
+from lightning_synth.image_io import dihedral
 from lightning_synth.nn.denoisers import DnCNN, neighbor2neighbor_loss, noise2self_loss, tiled
 from lightning_synth.tasks.base import Adaptation, StepOutput, SynthTask
 from lightning_synth.tasks.image_optimization import write_image
@@ -196,8 +197,8 @@ class Denoiser(SynthTask):
             return tiled(self.forward, images, size, overlap).float().clamp(0, 1)
         total = torch.zeros_like(images, dtype=torch.float32)
         for code in range(8):
-            turned = _dihedral(images, code)
-            total += _dihedral(tiled(self.forward, turned, size, overlap), code, inverse=True)
+            turned = dihedral(images, code)
+            total += dihedral(tiled(self.forward, turned, size, overlap), code, inverse=True)
         return (total / 8).clamp(0, 1)
 
     # -- the step ----------------------------------------------------------------------------------
@@ -330,13 +331,3 @@ class Denoiser(SynthTask):
                 reduction="none",
             )
         return {"removed_std": removed, "psnr": psnr}
-
-
-def _dihedral(images: torch.Tensor, code: int, inverse: bool = False) -> torch.Tensor:
-    """One of the 8 flips and quarter turns (``code`` 0-7) of ``B x C x H x W``, or its inverse."""
-    turns = code % 4
-    if not inverse:
-        images = images.flip(-1) if code & 4 else images
-        return torch.rot90(images, turns, dims=(-2, -1))
-    images = torch.rot90(images, -turns, dims=(-2, -1))
-    return images.flip(-1) if code & 4 else images

@@ -26,13 +26,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from lightning_synth.errors import InputError
+from lightning_synth.image_io import read_image
 from lightning_synth.rendering.noise import NoiseModel, Range, as_range, uniform
 
 __all__ = ["SampledNoise", "plane_residuals"]
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+#: What marks a clean reference beside noisy photographs (PolyU-style names, clean/).
+_REFERENCE_STEMS = ("_mean", "_clean")
+
+
+def _is_reference(path: Path, root: Path) -> bool:
+    return path.stem.endswith(_REFERENCE_STEMS) or "clean" in path.relative_to(root).parts[:-1]
+
 
 #: Fewest blocks of one brightness in one photograph to choose flat ones among.
 _MIN_BLOCKS = 4
@@ -74,9 +86,9 @@ class SampledNoise(NoiseModel):
     ``photographs``: a folder read at the first use.
 
     Args:
-        photographs: folder of noisy photographs to fit to (any layout that
-            :class:`~lightning_synth.datamodules.NoisyPhotographs` reads; references are
-            ignored); ``None``: call :meth:`fit`.
+        photographs: folder of noisy photographs to fit to (with its subfolders; clean
+            references, ``*_mean``/``*_clean`` files or a ``clean/`` folder, are skipped);
+            ``None``: call :meth:`fit`.
         patch_size: side of the blocks cut from the photographs and of the tiles of noise.
         levels: brightness bins of the noise level function.
         flat_fraction: share of each photograph's blocks, per brightness bin, kept as
@@ -113,6 +125,7 @@ class SampledNoise(NoiseModel):
         self.patches: torch.Tensor | None = None  # N x C x P x P residuals
         self.patch_level = torch.zeros(0, dtype=torch.long)  # N bins
         self.noise_level = torch.zeros(levels)  # std per bin
+        self._members: list[torch.Tensor] = []  # kept blocks to draw from, per bin
 
     @property
     def fitted(self) -> bool:
@@ -169,11 +182,17 @@ class SampledNoise(NoiseModel):
             if len(members):
                 centres.append((bin_index + 0.5) / self.levels)
                 known.append(float(members.median()))
-        # Bins no photograph reaches take the level of the nearest bin that one does.
-        grid = (torch.arange(self.levels, dtype=torch.float64) + 0.5) / self.levels
-        noise_level = _interpolate(grid, torch.tensor(centres, dtype=torch.float64), known)
+        # Bins no photograph reaches take the level of the nearest bins that one does.
+        grid = (np.arange(self.levels) + 0.5) / self.levels
+        noise_level = torch.from_numpy(np.interp(grid, centres, known))
         self.patches, self.patch_level = patches.contiguous(), levels
         self.noise_level = noise_level.float().clamp_min(1e-4)
+        # Each bin's blocks, and for a bin without any, those of the nearest bin with some.
+        filled = levels.unique().tolist()
+        self._members = [
+            torch.nonzero(levels == min(filled, key=lambda b, want=want: abs(b - want))).flatten()
+            for want in range(self.levels)
+        ]
         return self
 
     def _level_of(self, brightness: torch.Tensor) -> torch.Tensor:
@@ -187,10 +206,15 @@ class SampledNoise(NoiseModel):
                 "SampledNoise has no noise to sample: give photographs=FOLDER, call fit(), or "
                 "use it as the noise of NoisyImageDataModule, which fits it to its real photographs"
             )
-        from lightning_synth.datamodules.images import read_image
-        from lightning_synth.datamodules.noisy_images import find_pairs
-
-        self.fit(read_image(pair.noisy) for pair in find_pairs(self.photographs))
+        folder = Path(self.photographs).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no folder {self.photographs!r} of noisy photographs")
+        files = sorted(
+            path
+            for path in folder.rglob("*")
+            if path.suffix.lower() in _IMAGE_SUFFIXES and not _is_reference(path, folder)
+        )
+        self.fit(read_image(path) for path in files)
 
     def fit_if_needed(self, photographs: Iterable[torch.Tensor]) -> None:
         """:meth:`fit` to ``photographs`` unless fitted or given a folder of its own."""
@@ -214,15 +238,11 @@ class SampledNoise(NoiseModel):
         brightness = padded.mean(dim=1, keepdim=True)  # B x 1 x H' x W'
         tile_mean = torch.nn.functional.avg_pool2d(brightness, size).flatten()  # B*rows*cols
         tile_level = self._level_of(tile_mean.cpu())
-        # A random kept block of each tile's bin (bins without blocks: the nearest with some).
-        by_level = [torch.nonzero(self.patch_level == b).flatten() for b in range(self.levels)]
-        filled = [b for b in range(self.levels) if len(by_level[b])]
+        # A random kept block of each tile's bin.
         draw = torch.rand(len(tile_level), generator=generator, device=generator.device).cpu()
         choice = torch.empty(len(tile_level), dtype=torch.long)
         for index, (level, u) in enumerate(zip(tile_level.tolist(), draw.tolist(), strict=True)):
-            if not len(by_level[level]):
-                level = min(filled, key=lambda b: abs(b - level))
-            members = by_level[level]
+            members = self._members[level]
             choice[index] = members[min(int(u * len(members)), len(members) - 1)]
         patches = self.patches[choice].to(device=images.device, dtype=images.dtype)
         noise = patches.view(count, rows, cols, channels, size, size)
@@ -236,18 +256,6 @@ class SampledNoise(NoiseModel):
         factor = uniform(self.scale, count, generator, images.device).view(-1, 1, 1, 1)
         noise = noise * (pixel_level / block_level).clamp(0.25, 4.0) * factor.to(images.dtype)
         return images + noise[..., :height, :width]
-
-
-def _interpolate(grid: torch.Tensor, centres: torch.Tensor, values: list[float]) -> torch.Tensor:
-    """Piecewise-linear interpolation of ``values`` at ``centres`` onto ``grid`` (held flat
-    beyond the ends)."""
-    if len(values) == 1:
-        return torch.full_like(grid, values[0])
-    known = torch.tensor(values, dtype=grid.dtype)
-    position = torch.searchsorted(centres, grid).clamp(1, len(centres) - 1)
-    left, right = centres[position - 1], centres[position]
-    weight = ((grid - left) / (right - left)).clamp(0, 1)
-    return known[position - 1] + weight * (known[position] - known[position - 1])
 
 
 def _level_curve(brightness: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
