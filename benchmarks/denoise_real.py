@@ -20,7 +20,9 @@ against the references (torchmetrics, per image, then averaged; SSIM on RGB with
 * ``noisier2noise``: ``configs/denoise_noisier2noise.yaml``: noise cut from flat regions
   of the real noisy photographs (``SampledNoise``, no reference used) added to those
   photographs, which are the targets (Noisier2Noise), plus real crops through adaptation;
-* ``sampled``: the same noise on the clean photographs (zoomed 1-3x) instead, no correction.
+* ``sampled``: the same noise on the clean photographs (zoomed 1-3x) instead, no correction;
+* ``pseudo_clean``: ``configs/denoise_pseudo_clean.yaml``: the same noise added to the real
+  noisy photographs after TV denoising (pseudo-clean targets), no correction.
 
 The networks train through the shipped configs (``--clean`` replaces the clean photographs,
 ``--real`` is the real folder, so its noisy images, without references, enter training), for
@@ -76,6 +78,7 @@ LEARNED = {
         ["--model.init_args.self_supervised=neighbor2neighbor"],
     ),
     "noisier2noise": ("denoise_noisier2noise.yaml", []),
+    "pseudo_clean": ("denoise_pseudo_clean.yaml", []),
     "sampled": (
         "denoise_noisier2noise.yaml",
         [
@@ -158,6 +161,9 @@ def _learned(
     began = time.perf_counter()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     seconds = time.perf_counter() - began
+    if args.save_models:
+        Path(args.save_models).mkdir(parents=True, exist_ok=True)
+        cli.trainer.save_checkpoint(Path(args.save_models) / f"{name}.ckpt")
     return cli.model.eval(), seconds, int(cli.trainer.global_step)
 
 
@@ -190,6 +196,12 @@ def main() -> None:
         "--self-ensemble",
         action="store_true",
         help="also score each learned method with 8-fold self-ensembling (same network)",
+    )
+    parser.add_argument(
+        "--save-models",
+        default=None,
+        metavar="DIR",
+        help="keep each trained network as DIR/<method>.ckpt (a task checkpoint)",
     )
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()

@@ -58,6 +58,7 @@ from lightning_synth.errors import InputError
 from lightning_synth.image_io import dihedral, to_channels
 from lightning_synth.rendering.camera import CameraNoise
 from lightning_synth.rendering.noise import GaussianNoise, Range, as_range, log_uniform
+from lightning_synth.rendering.sampled_noise import SampledNoise
 
 __all__ = [
     "CLEAN_PHOTOGRAPHS",
@@ -356,6 +357,26 @@ class _PairImages(_Cached, Dataset):
         return self.item(index)
 
 
+class _PseudoClean(_Cached, Dataset):
+    """Whole photographs through a denoiser: ``image`` (denoised), ``name``."""
+
+    def __init__(self, photographs: Dataset, denoiser: nn.Module) -> None:
+        super().__init__()
+        self.photographs, self.denoiser = photographs, denoiser
+
+    def __len__(self) -> int:
+        return len(self.photographs)  # type: ignore[arg-type]
+
+    def load(self, index: int) -> Batch:
+        item = self.photographs[index]
+        with torch.no_grad():
+            denoised = self.denoiser(item[IMAGE][None].float())[0]
+        return {IMAGE: denoised, NAME: item[NAME]}
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.item(index)
+
+
 def _random_crop(
     images: Sequence[torch.Tensor], size: int, generator: torch.Generator
 ) -> list[torch.Tensor]:
@@ -391,6 +412,8 @@ class _Noisy(Dataset):
     drawn from a generator seeded with ``seed + index``; without, the image is already
     noisy and its ``reference`` is kept (``None``: unknown). With ``length`` it yields that
     many random ``patch_size`` crops (with flips and quarter turns) of the images in turn.
+    With ``own_noise`` the noise (a :class:`SampledNoise` fitted to these very images) is
+    that of the image each crop comes from.
     """
 
     def __init__(
@@ -402,9 +425,11 @@ class _Noisy(Dataset):
         length: int | None = None,
         patch_size: int = 64,
         zoom: tuple[float, float] = (1.0, 1.0),
+        own_noise: bool = False,
     ) -> None:
         self.images, self.channels, self.noise, self.seed = images, channels, noise, seed
         self.length, self.patch_size, self.zoom = length, patch_size, zoom
+        self.own_noise = own_noise
         self.count = len(images)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
@@ -428,7 +453,12 @@ class _Noisy(Dataset):
             pictures = [dihedral(x, code) for x in crops]
         if self.noise is not None:
             (reference,) = pictures
-            noisy = self.noise(reference[None], [generator])[0]
+            if self.own_noise:
+                assert isinstance(self.noise, SampledNoise)
+                photograph = index % self.count
+                noisy = self.noise.of_photograph(reference[None], generator, photograph)[0]
+            else:
+                noisy = self.noise(reference[None], [generator])[0]
         else:
             noisy, reference = pictures[0], pictures[1] if len(pictures) > 1 else None
         sample = _sample(noisy, reference)
@@ -486,7 +516,14 @@ class NoisyImageDataModule(DomainDataModule):
             Xu et al. 2020): the network sees the real photographs' content. Their own
             noise stays in the target, so the network learns to remove part of it only:
             for noise that is weak against what it has to remove elsewhere; 1 with
-            ``Denoiser(correction="noisier2noise")`` undoes that. 0: none.
+            ``Denoiser(correction="noisier2noise")`` undoes that, and so does ``pseudo_clean``.
+            0: none.
+        pseudo_clean: a classical denoiser (e.g.
+            :class:`~lightning_synth.nn.total_variation.TVSmoothing`) that makes each real
+            photograph's ``noisy_as_clean`` target: the photograph's content with most of
+            its noise gone, so the network learns to remove the whole noise model's noise
+            from such content, with no correction. Applied once per photograph and
+            process. ``None``: the noisy photograph itself is the target.
         eval_batch_size: whole images per validation/test/predict batch (1 allows any
             mix of sizes).
         num_workers: DataLoader worker processes.
@@ -507,6 +544,7 @@ class NoisyImageDataModule(DomainDataModule):
         batch_size: int = 16,
         real_fraction: float = 0.0,
         noisy_as_clean: float = 0.0,
+        pseudo_clean: nn.Module | None = None,
         eval_batch_size: int = 1,
         num_workers: int = 0,
         seed: int = 0,
@@ -530,6 +568,12 @@ class NoisyImageDataModule(DomainDataModule):
         if channels not in (1, 3):
             raise InputError(f"channels must be 1 or 3, got {channels}")
         self.noise = noise if noise is not None else GaussianNoise()
+        if pseudo_clean is not None and not noisy_as_clean:
+            raise InputError(
+                "pseudo_clean makes the targets of the noisy_as_clean crops, and "
+                "noisy_as_clean is 0: set noisy_as_clean above 0 or drop pseudo_clean"
+            )
+        self.pseudo_clean = pseudo_clean
         self.channels, self.patch_size, self.train_length = channels, patch_size, train_length
         self.zoom = as_range(zoom, "zoom", low=1e-3)
         self.eval_batch_size = eval_batch_size
@@ -565,13 +609,22 @@ class NoisyImageDataModule(DomainDataModule):
         if domain == REAL or not self.noisy_as_clean:
             return _Noisy(images, self.channels, noise, seed, length, self.patch_size, zoom)
         as_clean = max(1, round(length * self.noisy_as_clean))
+        # SampledNoise fitted (by setup) to these photographs can give each crop the noise
+        # of its own photograph.
+        own_noise = (
+            isinstance(noise, SampledNoise) and noise.per_photograph and noise.photographs is None
+        )
+        photographs = self.real.dataset("train")  # references hidden
+        if self.pseudo_clean is not None:
+            photographs = _PseudoClean(photographs, self.pseudo_clean)
         noisy_targets = _Noisy(
-            self.real.dataset("train"),  # references hidden: the noisy photograph is the target
+            photographs,
             self.channels,
             noise,
             seed + _NOISY_AS_CLEAN_SEED,
             as_clean,
             self.patch_size,
+            own_noise=own_noise,
         )
         if as_clean >= length:
             return noisy_targets

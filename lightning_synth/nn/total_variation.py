@@ -46,6 +46,7 @@ __all__ = [
     "TotalVariation",
     "ChambollePockTV",
     "tv_denoise",
+    "TVSmoothing",
     "gap_to_rms",
     "averaged_rms",
     "default_tol",
@@ -621,3 +622,28 @@ def tv_denoise(
             last_check = (iteration, distance)
     solver.settle(image)
     return x
+
+
+class TVSmoothing(nn.Module):
+    """:func:`tv_denoise` as a module: a classical denoiser to plug in where a module is
+    expected (e.g. ``NoisyImageDataModule(pseudo_clean=...)``). No gradients flow.
+
+    Args:
+        weight: strength of the TV term (scikit-image's ``weight``).
+        norm: ``isotropic`` or ``anisotropic`` TV.
+        coupled_channels: vectorial TV (channels share one gradient length).
+    """
+
+    def __init__(
+        self, weight: float = 0.03, norm: TVNorm = "isotropic", coupled_channels: bool = True
+    ) -> None:
+        super().__init__()
+        if weight <= 0:
+            raise InputError(f"TVSmoothing needs a positive weight, got {weight}")
+        self.weight, self.norm, self.coupled_channels = float(weight), norm, coupled_channels
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The TV-denoised ``images`` (``B x C x H x W``), clipped to [0, 1]."""
+        denoised = tv_denoise(images, self.weight, self.norm, self.coupled_channels)
+        return denoised.clamp(0, 1)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -97,6 +98,14 @@ class SampledNoise(NoiseModel):
             (largest over smallest): noise is even, texture and edges are not.
         scale: factor on the noise, a number or a ``[low, high]`` range each image draws
             from uniformly (1: the photographs' strength).
+        detrend: what each block loses before it counts as noise: its least-squares
+            ``plane`` (shading gradients go, and with them the noise's slowest blotches)
+            or only its ``mean`` (the noise keeps its low frequencies up to the block
+            size; a shading gradient inside a flat block stays with it).
+        per_photograph: each image's noise from one photograph drawn at random, at that
+            photograph's strength, instead of blocks pooled over all photographs at their
+            median strength (which gives the noisiest camera too little and the cleanest
+            too much).
         clip: clip the noisy images to [0, 1].
         seed: seed of the generator used when ``forward`` gets none.
     """
@@ -109,10 +118,14 @@ class SampledNoise(NoiseModel):
         flat_fraction: float = 0.2,
         uniformity: float = 1.5,
         scale: Range = 1.0,
+        detrend: Literal["plane", "mean"] = "plane",
+        per_photograph: bool = False,
         clip: bool = True,
         seed: int = 0,
     ) -> None:
         super().__init__(clip=clip, seed=seed)
+        if detrend not in ("plane", "mean"):
+            raise InputError(f"detrend must be 'plane' or 'mean', got {detrend!r}")
         if patch_size < 4 or levels < 1 or not 0 < flat_fraction <= 1 or uniformity < 1:
             raise InputError(
                 "SampledNoise needs patch_size >= 4, levels >= 1, 0 < flat_fraction <= 1 and "
@@ -122,10 +135,16 @@ class SampledNoise(NoiseModel):
         self.patch_size, self.levels, self.flat_fraction = patch_size, levels, flat_fraction
         self.uniformity = float(uniformity)
         self.scale = as_range(scale, "scale")
+        self.detrend = detrend
+        self.per_photograph = bool(per_photograph)
         self.patches: torch.Tensor | None = None  # N x C x P x P residuals
         self.patch_level = torch.zeros(0, dtype=torch.long)  # N bins
         self.noise_level = torch.zeros(levels)  # std per bin
         self._members: list[torch.Tensor] = []  # kept blocks to draw from, per bin
+        # Per photograph (by its position in the fitted sequence): its level per bin and
+        # its kept blocks per bin; photographs without kept blocks are absent.
+        self.photograph_level: dict[int, torch.Tensor] = {}
+        self._photograph_members: dict[int, list[torch.Tensor]] = {}
 
     @property
     def fitted(self) -> bool:
@@ -139,9 +158,9 @@ class SampledNoise(NoiseModel):
         Args:
             photographs: the noisy photographs.
         """
-        size, kept, kept_levels = self.patch_size, [], []
+        size, kept, kept_levels, owners = self.patch_size, [], [], []
         channels = None
-        for photo in photographs:
+        for index, photo in enumerate(photographs):
             photo = photo.float()
             if channels is not None and photo.shape[0] != channels:
                 raise InputError("SampledNoise.fit needs photographs with one channel count")
@@ -150,7 +169,10 @@ class SampledNoise(NoiseModel):
                 continue
             blocks = photo.unfold(1, size, size).unfold(2, size, size)  # C x h x w x P x P
             blocks = blocks.permute(1, 2, 0, 3, 4).reshape(-1, channels, size, size)
-            residuals = plane_residuals(blocks)
+            if self.detrend == "plane":
+                residuals = plane_residuals(blocks)
+            else:
+                residuals = blocks - blocks.mean(dim=(-2, -1), keepdim=True)
             spread = residuals.flatten(1).std(dim=1)
             level = self._level_of(blocks.mean(dim=(1, 2, 3)))
             even = _even_spread(residuals) <= self.uniformity
@@ -163,37 +185,53 @@ class SampledNoise(NoiseModel):
                 flattest = flattest[even[flattest]]
                 kept.append(residuals[flattest])
                 kept_levels.append(level[flattest])
+                owners.append(torch.full((len(flattest),), index, dtype=torch.long))
         if not kept:
             raise InputError(
                 f"SampledNoise found no photograph of at least {size} x {size} pixels to "
                 "learn the noise from; give larger photographs or a smaller patch_size"
             )
-        patches, levels = torch.cat(kept), torch.cat(kept_levels)
+        patches, levels, owner = torch.cat(kept), torch.cat(kept_levels), torch.cat(owners)
         spread = patches.flatten(1).std(dim=1)
         # Texture that passed both tests is far stronger than the noise of its bin elsewhere.
+        # (Across photographs: one photograph's few blocks of a bin are too few to judge.)
         typical = torch.zeros(self.levels)
         for bin_index in levels.unique():
             typical[bin_index] = spread[levels == bin_index].median()
         plausible = spread <= _OUTLIER * typical[levels]
         patches, levels, spread = patches[plausible], levels[plausible], spread[plausible]
+        owner = owner[plausible]
+        self.patches, self.patch_level = patches.contiguous(), levels
+        self.noise_level, self._members = self._level_and_members(levels, spread)
+        self.photograph_level, self._photograph_members = {}, {}
+        for photo in owner.unique().tolist():
+            mine = torch.nonzero(owner == photo).flatten()
+            level, members = self._level_and_members(levels[mine], spread[mine])
+            self.photograph_level[photo] = level
+            self._photograph_members[photo] = [mine[m] for m in members]
+        return self
+
+    def _level_and_members(
+        self, levels: torch.Tensor, spread: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The noise level per bin of blocks in ``levels`` bins with residual ``spread``, and
+        each bin's blocks (positions in ``levels``)."""
         centres, known = [], []
         for bin_index in range(self.levels):
             members = spread[levels == bin_index]
             if len(members):
                 centres.append((bin_index + 0.5) / self.levels)
                 known.append(float(members.median()))
-        # Bins no photograph reaches take the level of the nearest bins that one does.
+        # Bins without blocks take the level of the nearest bins with some.
         grid = (np.arange(self.levels) + 0.5) / self.levels
-        noise_level = torch.from_numpy(np.interp(grid, centres, known))
-        self.patches, self.patch_level = patches.contiguous(), levels
-        self.noise_level = noise_level.float().clamp_min(1e-4)
+        level = torch.from_numpy(np.interp(grid, centres, known)).float().clamp_min(1e-4)
         # Each bin's blocks, and for a bin without any, those of the nearest bin with some.
         filled = levels.unique().tolist()
-        self._members = [
+        members = [
             torch.nonzero(levels == min(filled, key=lambda b, want=want: abs(b - want))).flatten()
             for want in range(self.levels)
         ]
-        return self
+        return level, members
 
     def _level_of(self, brightness: torch.Tensor) -> torch.Tensor:
         return (brightness * self.levels).long().clamp(0, self.levels - 1)
@@ -221,15 +259,60 @@ class SampledNoise(NoiseModel):
         if not self.fitted and self.photographs is None:
             self.fit(photographs)
 
+    def of_photograph(
+        self, images: torch.Tensor, generator: torch.Generator, photograph: int
+    ) -> torch.Tensor:
+        """Noisy copies of ``images`` (``B x C x H x W``) with the noise of one fitted
+        photograph: the one a crop was cut from, so the added noise matches the noise the
+        crop already holds (as Noisier2Noise assumes). A photograph without flat blocks
+        gives way to a random one.
+
+        Args:
+            images: clean (or noisy) images in [0, 1].
+            generator: the random draws.
+            photograph: position of the photograph in the sequence given to :meth:`fit`.
+        """
+        noisy = self._noisy(images, generator, photograph)
+        return noisy.clamp(0, 1) if self.clip else noisy
+
     def apply(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self._noisy(images, generator, None)
+
+    def _noisy(
+        self, images: torch.Tensor, generator: torch.Generator, photograph: int | None
+    ) -> torch.Tensor:
         self._ensure_fitted()
         assert self.patches is not None
-        count, channels, height, width = images.shape
+        channels = images.shape[1]
         if channels != self.patches.shape[1]:
             raise InputError(
                 f"SampledNoise was fitted to {self.patches.shape[1]}-channel photographs but "
                 f"got {channels}-channel images; fit it to photographs of the same channels"
             )
+        if photograph is None and not self.per_photograph:
+            return self._add(images, generator, self.noise_level, self._members)
+        known = list(self._photograph_members)
+        noisy = []
+        for image in images.split(1):
+            chosen = photograph
+            if chosen not in self._photograph_members:
+                pick = torch.randint(len(known), (1,), generator=generator, device=generator.device)
+                chosen = known[int(pick)]
+            members = self._photograph_members[chosen]
+            noisy.append(self._add(image, generator, self.photograph_level[chosen], members))
+        return torch.cat(noisy)
+
+    def _add(
+        self,
+        images: torch.Tensor,
+        generator: torch.Generator,
+        noise_level: torch.Tensor,
+        members_of_bin: list[torch.Tensor],
+    ) -> torch.Tensor:
+        """``images`` plus blocks drawn from ``members_of_bin`` at the levels of
+        ``noise_level``."""
+        assert self.patches is not None
+        count, channels, height, width = images.shape
         size = self.patch_size
         rows, cols = -(-height // size), -(-width // size)
         padded = torch.nn.functional.pad(
@@ -242,13 +325,13 @@ class SampledNoise(NoiseModel):
         draw = torch.rand(len(tile_level), generator=generator, device=generator.device).cpu()
         choice = torch.empty(len(tile_level), dtype=torch.long)
         for index, (level, u) in enumerate(zip(tile_level.tolist(), draw.tolist(), strict=True)):
-            members = self._members[level]
+            members = members_of_bin[level]
             choice[index] = members[min(int(u * len(members)), len(members) - 1)]
         patches = self.patches[choice].to(device=images.device, dtype=images.dtype)
         noise = patches.view(count, rows, cols, channels, size, size)
         noise = noise.permute(0, 3, 1, 4, 2, 5).reshape(count, channels, rows * size, cols * size)
         # Pixel by pixel: the level at the pixel's brightness over the level of the block's bin.
-        levels = self.noise_level.to(device=images.device, dtype=images.dtype)
+        levels = noise_level.to(device=images.device, dtype=images.dtype)
         pixel_level = _level_curve(brightness, levels)
         block_level = levels[self.patch_level[choice].to(images.device)]
         block_level = block_level.view(count, 1, rows, cols).repeat_interleave(size, 2)

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from lightning_synth.errors import InputError
 from lightning_synth.nn.total_variation import (
     RELATIVE_TOL,
     ChambollePockTV,
     TotalVariation,
+    TVSmoothing,
     default_tol,
     divergence,
     gap_to_rms,
@@ -224,3 +226,12 @@ def test_wrong_inputs_are_refused() -> None:
     x = torch.rand(1, 1, 4, 4)
     with pytest.raises(ValueError, match="target"):
         ChambollePockTV([x]).step()
+
+
+def test_tv_smoothing_module_is_tv_denoise_clipped() -> None:
+    noisy = (torch.full((2, 3, 24, 24), 0.9) + 0.2 * torch.randn(2, 3, 24, 24)).clamp(0, 1)
+    smoothed = TVSmoothing(weight=0.1)(noisy)
+    assert torch.allclose(smoothed, tv_denoise(noisy, 0.1).clamp(0, 1))
+    assert smoothed.std() < noisy.std() / 2 and smoothed.max() <= 1
+    with pytest.raises(InputError, match="positive weight"):
+        TVSmoothing(weight=0)

@@ -96,3 +96,41 @@ def test_the_datamodule_fits_it_to_its_real_photographs() -> None:
     batch = next(iter(data.train_dataloader()))
     assert batch["image"].shape == (2, 3, 32, 32)
     assert not torch.equal(batch["image"], batch["reference"])
+
+
+def _flat_photograph(sigma: float, seed: int, size: int = 64) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return (0.25 + sigma * torch.randn(3, size, size, generator=generator)).clamp(0, 1)
+
+
+def test_per_photograph_noise_keeps_each_photographs_strength() -> None:
+    quiet, loud = _flat_photograph(0.02, 0), _flat_photograph(0.04, 1)
+    options = {"patch_size": 16, "levels": 2, "flat_fraction": 1.0, "clip": False}
+    pooled = SampledNoise(**options).fit([quiet, loud])
+    model = SampledNoise(**options, per_photograph=True).fit([quiet, loud])
+    clean = torch.full((1, 3, 32, 32), 0.25)
+    for photograph, sigma in ((0, 0.02), (1, 0.04)):
+        noise = model.of_photograph(clean, torch.Generator().manual_seed(2), photograph) - clean
+        assert noise.std() == pytest.approx(sigma, rel=0.2)
+    # Drawn at random, an image has one photograph's strength, not a blend of the two.
+    images = torch.full((40, 3, 32, 32), 0.25)
+    spread = (model(images, torch.Generator().manual_seed(3)) - images).flatten(1).std(dim=1)
+    assert ((spread - 0.02).abs() < 0.004).sum() >= 8
+    assert ((spread - 0.04).abs() < 0.008).sum() >= 8
+    assert (((spread - 0.02).abs() < 0.004) | ((spread - 0.04).abs() < 0.008)).all()
+    blended = (pooled(images, torch.Generator().manual_seed(3)) - images).flatten(1).std(dim=1)
+    # Pooled, tiles of one image come from either photograph: strengths in between.
+    assert ((blended > 0.026) & (blended < 0.032)).any()
+
+
+def test_mean_detrending_keeps_what_the_plane_removes() -> None:
+    generator = torch.Generator().manual_seed(0)
+    ramp = torch.linspace(-0.08, 0.08, 64).view(1, 1, 64)  # shading, or a slow blotch
+    photo = (0.3 + ramp + 0.01 * torch.randn(3, 64, 64, generator=generator)).clamp(0, 1)
+    options = {"patch_size": 32, "levels": 2, "flat_fraction": 1.0, "uniformity": 3.0}
+    plane = SampledNoise(**options).fit([photo])
+    mean = SampledNoise(**options, detrend="mean").fit([photo])
+    assert plane.noise_level[0] == pytest.approx(0.01, rel=0.15)
+    assert mean.noise_level[0] > 1.2 * plane.noise_level[0]
+    with pytest.raises(InputError, match="detrend"):
+        SampledNoise(detrend="median")  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from lightning_synth.adaptation import CORAL
 from lightning_synth.batch import DOMAIN, IMAGE, LABEL, REAL, REFERENCE, VALID
 from lightning_synth.datamodules.noisy_images import NoisyImageDataModule, NoisyPhotographs
 from lightning_synth.errors import InputError
+from lightning_synth.image_io import dihedral
 from lightning_synth.nn.denoisers import (
     DnCNN,
     UNetDenoiser,
@@ -40,6 +41,7 @@ NETWORK_SHRINK = {
     "denoise_gaussian.yaml": ["--model.init_args.network.init_args.depth=3"],
     "denoise_camera.yaml": ["--model.init_args.network.init_args.depth=3"],
     "denoise_noisier2noise.yaml": ["--model.init_args.network.init_args.levels=1"],
+    "denoise_pseudo_clean.yaml": ["--model.init_args.network.init_args.levels=1"],
 }
 
 
@@ -215,7 +217,13 @@ def test_neighbor_sub_sampler_picks_adjacent_pixels_of_each_cell() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["denoise_gaussian.yaml", "denoise_camera.yaml", "denoise_noisier2noise.yaml"]
+    "name",
+    [
+        "denoise_gaussian.yaml",
+        "denoise_camera.yaml",
+        "denoise_noisier2noise.yaml",
+        "denoise_pseudo_clean.yaml",
+    ],
 )
 def test_config_runs_through_the_cli(name: str, run_cli) -> None:
     config = str(CONFIGS / name)
@@ -283,6 +291,66 @@ def test_noisy_as_clean_takes_that_share_of_rendered_crops_from_the_real_photogr
     assert 15 <= int(rough(half).sum()) <= 25
     with pytest.raises(InputError, match="noisy_as_clean"):
         _data(tmp_path, noisy_as_clean=1.5)
+
+
+def test_noisy_as_clean_crops_get_the_noise_of_their_own_photograph(tmp_path: Path) -> None:
+    from lightning_synth.batch import RENDERED
+    from lightning_synth.rendering.sampled_noise import SampledNoise
+
+    sigmas = (0.02, 0.04)
+    for index, sigma in enumerate(sigmas):  # flat photographs, a quiet and a loud camera
+        values = 64 + np.random.default_rng(index).normal(0, sigma * 255, (64, 64, 3))
+        Image.fromarray(values.round().clip(0, 255).astype(np.uint8)).save(
+            tmp_path / f"cam{index}_{index}_real.png"
+        )
+    noise = SampledNoise(patch_size=16, levels=2, flat_fraction=1.0, per_photograph=True)
+    data = NoisyImageDataModule(
+        clean=[str(tmp_path)],
+        noise=noise,
+        real=NoisyPhotographs(root=str(tmp_path)),
+        patch_size=16,
+        noisy_as_clean=1.0,
+        train_length=20,
+        real_fraction=0.5,
+    )
+    data.setup("fit")
+    rendered = data.source_dataset("train", RENDERED)
+    for index in range(len(rendered)):  # crop i comes from photograph i mod 2
+        sample = rendered[index]
+        added = (sample[IMAGE] - sample[REFERENCE]).std()
+        assert added == pytest.approx(sigmas[index % 2], rel=0.3)
+
+
+def test_pseudo_clean_targets_are_the_denoised_photographs(tmp_path: Path) -> None:
+    from lightning_synth.batch import RENDERED
+    from lightning_synth.nn.total_variation import TVSmoothing
+
+    smoothing = TVSmoothing(weight=0.1)
+    data = _data(tmp_path, noisy_as_clean=1.0, train_length=8, pseudo_clean=smoothing)
+    data.setup("fit")
+    rendered = data.source_dataset("train", RENDERED)
+    photographs = data.real.dataset("train")
+    smoothed = [smoothing(photographs[i][IMAGE][None])[0] for i in range(2)]
+    for index in range(len(rendered)):
+        target = rendered[index][REFERENCE]
+        # Crop i is a crop (flipped or turned) of photograph i mod 2, denoised.
+        source = smoothed[index % 2]
+        assert any(
+            torch.allclose(target, dihedral(window, code), atol=1e-6)
+            for code in range(8)
+            for window in _windows(source, target.shape[-1])
+        )
+    with pytest.raises(InputError, match="noisy_as_clean"):
+        _data(tmp_path, pseudo_clean=smoothing)
+
+
+def _windows(image: torch.Tensor, size: int) -> list[torch.Tensor]:
+    height, width = image.shape[-2:]
+    return [
+        image[:, top : top + size, left : left + size]
+        for top in range(height - size + 1)
+        for left in range(width - size + 1)
+    ]
 
 
 def test_noisier2noise_correction_estimates_twice_the_output_minus_the_input() -> None:
