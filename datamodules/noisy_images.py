@@ -317,6 +317,9 @@ class _Cached:
     def load(self, index: int) -> Batch:
         raise NotImplementedError
 
+    def __getitem__(self, index: int) -> Batch:
+        return self.item(index)
+
 
 class _CleanImages(_Cached, Dataset):
     """Whole clean photographs: ``image`` (clean), ``name``."""
@@ -332,9 +335,6 @@ class _CleanImages(_Cached, Dataset):
         file = self.files[index]
         name = file[len(SKIMAGE_PREFIX) :] if file.startswith(SKIMAGE_PREFIX) else Path(file).stem
         return {IMAGE: read_image(file), NAME: name}  # type: ignore[dict-item]
-
-    def __getitem__(self, index: int) -> Batch:
-        return self.item(index)
 
 
 class _PairImages(_Cached, Dataset):
@@ -353,9 +353,6 @@ class _PairImages(_Cached, Dataset):
         noisy, reference = self.source.load(pair)
         return {IMAGE: noisy, REFERENCE: None if self.hide else reference, NAME: pair.name}  # type: ignore[dict-item]
 
-    def __getitem__(self, index: int) -> Batch:
-        return self.item(index)
-
 
 class _PseudoClean(_Cached, Dataset):
     """Whole photographs through a denoiser: ``image`` (denoised), ``name``."""
@@ -372,9 +369,6 @@ class _PseudoClean(_Cached, Dataset):
         with torch.no_grad():
             denoised = self.denoiser(item[IMAGE][None].float())[0]
         return {IMAGE: denoised, NAME: item[NAME]}
-
-    def __getitem__(self, index: int) -> Batch:
-        return self.item(index)
 
 
 def _random_crop(

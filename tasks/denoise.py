@@ -86,8 +86,16 @@ class Denoiser(SynthTask):
         log_images: send a validation image (noisy, denoised, clean) to TensorBoard.
     """
 
-    monitor: str = "val/rendered_psnr"
     mode: ClassVar[Literal["min", "max"]] = "max"
+
+    @property
+    def monitor(self) -> str | None:  # type: ignore[override]
+        """``val/rendered_psnr``; ``None`` (the CLI keeps the last checkpoint) with the
+        Noisier2Noise correction, whose rendered validation images (clean photographs plus
+        noise) are not what its estimator learns from."""
+        if self.hparams.get("correction", "none") == "noisier2noise":
+            return None
+        return "val/rendered_psnr"
 
     def __init__(
         self,
@@ -125,10 +133,6 @@ class Denoiser(SynthTask):
         if bit_depth not in (8, 16):
             raise InputError(f"bit_depth must be 8 or 16, got {bit_depth}")
         super().__init__(networks={"network": network, "adaptation": adaptation})
-        if correction == "noisier2noise":
-            # Its rendered validation images (clean photographs plus noise) are not what
-            # this estimator learns from: no checkpoint is chosen by them, the last is kept.
-            self.monitor = ""
 
     # -- hooks ---------------------------------------------------------------------------------
     def configure_models(
