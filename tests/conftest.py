@@ -36,6 +36,13 @@ def pytest_configure(config: pytest.Config) -> None:
     import torch
 
     torch.set_num_threads(1)
+    # Autograd decides once, at a process's first backward, whether to start worker
+    # threads for the device types registered by then; once it has, forked processes
+    # (the ddp_fork tests) cannot run backward. torch.export (the forest's export test)
+    # registers one without any GPU, so a backward after it would start them: take the
+    # first backward here, before any test, so test order cannot break ddp_fork.
+    weight = torch.ones(1, requires_grad=True)
+    (2 * weight).sum().backward()
 
 
 @pytest.fixture
