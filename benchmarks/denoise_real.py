@@ -60,7 +60,7 @@ from torchmetrics.functional.image import (
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 TV_WEIGHTS = (0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.06)
-BM3D_SIGMAS = (2.0, 3.0, 4.0, 6.0, 8.0)  # in 8-bit grey levels
+BM3D_SIGMAS = (4.0, 6.0, 8.0, 10.0, 12.0, 15.0, 19.0)  # in 8-bit grey levels
 VAL_SCENES = (
     "Canon5D2_5_160_3200_chair",
     "Canon600D_3-5_125_1600_waterhouse",
@@ -113,20 +113,23 @@ def _torch(array: np.ndarray) -> torch.Tensor:
 
 def _best(
     run: Callable[[float], Images], grid: tuple[float, ...], references: Images, chosen: np.ndarray
-) -> tuple[float, Images]:
-    """The grid value with the best mean PSNR on the ``chosen`` images, and its outputs."""
+) -> tuple[float, Images, dict[str, float]]:
+    """The grid value with the best mean PSNR on the ``chosen`` images, its outputs, and
+    every grid value's mean PSNR on them."""
     best, best_value, best_outputs = -np.inf, grid[0], None
+    scores: dict[str, float] = {}
     for value in grid:
         outputs = run(value)
         psnr = _scores(
             [outputs[i] for i in np.flatnonzero(chosen)],
             [references[i] for i in np.flatnonzero(chosen)],
         )[0]
+        scores[f"{value:g}"] = round(float(psnr.mean()), 3)
         print(f"    {value:g}: {psnr.mean():.2f} dB", flush=True)
         if psnr.mean() > best:
             best, best_value, best_outputs = psnr.mean(), value, outputs
     assert best_outputs is not None
-    return best_value, best_outputs
+    return best_value, best_outputs, scores
 
 
 def _learned(
@@ -153,6 +156,7 @@ def _learned(
         "--trainer.limit_val_batches=8",
         f"--trainer.logger.init_args.save_dir={workdir / 'runs'}",
         f"--seed_everything={args.seed}",
+        f"--data.init_args.seed={args.seed}",
     ]
     if args.steps:
         cli_args.append(f"--trainer.max_steps={args.steps}")
@@ -179,7 +183,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the networks)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the networks' initialisation and of the DataModules' crops, noise and "
+        "batches",
+    )
     parser.add_argument(
         "--only-val-scenes",
         action="store_true",
@@ -257,16 +267,24 @@ def main() -> None:
                 ]
 
             began = time.perf_counter()
-            weight, outputs = _best(skimage_tv, tuple(args.tv_weights), references, everything)
-            record(method, outputs, weight=weight, grid_seconds=time.perf_counter() - began)
+            weight, outputs, grid = _best(
+                skimage_tv, tuple(args.tv_weights), references, everything
+            )
+            record(
+                method, outputs, weight=weight, grid=grid, grid_seconds=time.perf_counter() - began
+            )
         elif method == "tv_project":
 
             def project_tv(weight: float) -> Images:
                 return [tv_denoise(n[None], weight)[0] for n in noisy]
 
             began = time.perf_counter()
-            weight, outputs = _best(project_tv, tuple(args.tv_weights), references, everything)
-            record(method, outputs, weight=weight, grid_seconds=time.perf_counter() - began)
+            weight, outputs, grid = _best(
+                project_tv, tuple(args.tv_weights), references, everything
+            )
+            record(
+                method, outputs, weight=weight, grid=grid, grid_seconds=time.perf_counter() - began
+            )
         elif method == "bm3d":
             try:
                 import bm3d
@@ -281,9 +299,9 @@ def main() -> None:
                     for i, n in enumerate(noisy)
                 ]
 
-            sigma = args.bm3d_sigmas[0]
+            sigma, grid = args.bm3d_sigmas[0], {}
             if len(args.bm3d_sigmas) > 1:
-                sigma, _ = _best(
+                sigma, _, grid = _best(
                     lambda s, rows=chosen: run_bm3d(s, rows),
                     tuple(args.bm3d_sigmas),
                     references,
@@ -295,6 +313,7 @@ def main() -> None:
                 method,
                 outputs,
                 sigma=sigma,
+                grid_on_validation_scenes=grid,
                 seconds_per_image=(time.perf_counter() - began) / len(noisy),
             )
         else:

@@ -189,3 +189,30 @@ def test_body_parts_backbones_trains_each_backbone_within_its_cpu_budget(tmp_pat
         for domain in ("renders", "sensor"):
             assert all(0.0 <= run[domain][k] <= 1.0 for k in ("class_acc", "joint_map"))
         assert run["fps"] > 0 and run["frames_per_cpu_second"] > 0
+
+
+def test_denoise_ceiling_trains_on_pairs_and_scores_the_held_out_scenes(tmp_path: Path) -> None:
+    from PIL import Image
+
+    generator = np.random.default_rng(0)
+    for scene in ("camA_4_100_800_desk", "camA_4_100_800_wall"):
+        for crop in (1, 2):
+            clean = generator.uniform(0.2, 0.8, (1, 1, 3)) * np.ones((72, 80, 3))
+            noisy = clean + generator.normal(0, 0.05, clean.shape)
+            for suffix, image in (("mean", clean), ("real", noisy)):
+                pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+                Image.fromarray(pixels).save(tmp_path / f"{scene}_{crop}_{suffix}.png")
+    result = _run(
+        "denoise_ceiling.py",
+        *("--real", str(tmp_path), "--val-scenes", "camA_4_100_800_wall"),
+        *("--steps", "2", "--losses", "l1", "l2", "--threads", "1"),
+        *("--json-out", str(tmp_path / "ceiling.json")),
+    )
+    rows = result["rows"]
+    assert result["meta"]["val_scenes"] == ["camA_4_100_800_wall"]
+    # flat images: TV is close to exact, and giving it the reference's colour only helps
+    assert rows["tv_0.03"] > rows["noisy"] + 3
+    assert rows["tv_with_reference_chroma"] > rows["tv_0.03"]
+    for loss in ("l1", "l2"):
+        assert rows[f"supervised_{loss}"]["steps"] == 2
+        assert np.isfinite(rows[f"supervised_{loss}"]["psnr_val"])

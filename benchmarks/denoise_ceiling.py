@@ -1,0 +1,205 @@
+"""How far the shipped denoising network gets when it is given the real references.
+
+The question behind it: is the 30-minute CPU budget, not the synthetic noise, what keeps
+the learned recipes below the classical denoisers on real camera noise? The network of
+``configs/denoise_pseudo_clean.yaml`` (its architecture, loss, learning rate, cosine
+schedule, crop and batch size) trains for ``--steps`` steps directly on real noisy /
+reference pairs: crops of the pairs *outside* ``--val-scenes``, with random flips and
+quarter turns. It is then scored on the pairs *of* the validation scenes, beside the
+noisy input and the project's TV at ``--tv-weight``. This is the best case for any
+recipe with that network and budget: its training noise is the real noise, of the same
+cameras, with exact targets. Every loss in ``--losses`` trains a network of its own.
+
+It also splits TV's remaining error on the validation scenes into brightness and colour
+(YCbCr, BT.601): the PSNR of TV's output with its luma, or its chroma, replaced by the
+reference's.
+
+    python benchmarks/denoise_ceiling.py --real ../shared/data/denoise/real-noise/polyu \\
+        --json-out denoise_ceiling.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from denoise_real import VAL_SCENES
+from torchmetrics.functional.image import peak_signal_noise_ratio
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "denoise_pseudo_clean.yaml"
+LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss}
+# BT.601 RGB -> YCbCr (JPEG's), on [0, 1] values without offsets
+YCBCR = torch.tensor(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
+)
+
+
+def _mean_psnr(outputs: torch.Tensor, references: torch.Tensor) -> float:
+    """PSNR per image, averaged (as benchmarks/denoise_real.py scores)."""
+    return float(
+        np.mean(
+            [
+                float(peak_signal_noise_ratio(o.clamp(0, 1)[None], r[None], data_range=1.0))
+                for o, r in zip(outputs, references, strict=True)
+            ]
+        )
+    )
+
+
+def _crops(
+    noisy: torch.Tensor, clean: torch.Tensor, batch: int, size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch`` random aligned crops of random pairs, each flipped and turned at random."""
+    count, _, height, width = noisy.shape
+    inputs, targets = [], []
+    for _ in range(batch):
+        index = int(torch.randint(count, (1,), generator=generator))
+        top = int(torch.randint(height - size + 1, (1,), generator=generator))
+        left = int(torch.randint(width - size + 1, (1,), generator=generator))
+        turns = int(torch.randint(4, (1,), generator=generator))
+        flip = bool(torch.randint(2, (1,), generator=generator))
+        pair = torch.stack([noisy[index], clean[index]])[..., top : top + size, left : left + size]
+        pair = torch.rot90(pair, turns, (2, 3))
+        pair = pair.flip(3) if flip else pair
+        inputs.append(pair[0])
+        targets.append(pair[1])
+    return torch.stack(inputs), torch.stack(targets)
+
+
+def train_supervised(
+    noisy: torch.Tensor,
+    clean: torch.Tensor,
+    loss_name: str,
+    steps: int,
+    config: dict,
+    seed: int,
+) -> tuple[torch.nn.Module, float]:
+    """The config's network trained on real pairs; returns it and the training seconds."""
+    from lightning_synth.nn.denoisers import UNetDenoiser
+
+    model_args = config["model"]["init_args"]
+    data_args = config["data"]["init_args"]
+    torch.manual_seed(seed)
+    network = UNetDenoiser(**model_args["network"]["init_args"])
+    optimizer = torch.optim.Adam(network.parameters(), lr=float(model_args["lr"]))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    generator = torch.Generator().manual_seed(seed)
+    loss_of = LOSSES[loss_name]
+    began = time.perf_counter()
+    for step in range(steps):
+        inputs, targets = _crops(
+            noisy, clean, int(data_args["batch_size"]), int(data_args["patch_size"]), generator
+        )
+        loss = loss_of(network(inputs), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % 500 == 0:
+            print(f"  step {step}: {loss_name} {loss.item():.5f}", flush=True)
+    return network.eval(), time.perf_counter() - began
+
+
+def colour_split(noisy: torch.Tensor, clean: torch.Tensor, tv: torch.Tensor) -> dict[str, float]:
+    """PSNR of TV's output with its luma, or its chroma, taken from the reference."""
+    to_ycbcr = lambda x: torch.einsum("ij,bjhw->bihw", YCBCR, x)  # noqa: E731
+    to_rgb = lambda x: torch.einsum("ij,bjhw->bihw", torch.linalg.inv(YCBCR), x)  # noqa: E731
+    denoised, reference, raw = to_ycbcr(tv), to_ycbcr(clean), to_ycbcr(noisy)
+    luma, chroma = slice(0, 1), slice(1, 3)
+
+    def mixed(luma_from: torch.Tensor, chroma_from: torch.Tensor) -> float:
+        return _mean_psnr(to_rgb(torch.cat([luma_from[:, luma], chroma_from[:, chroma]], 1)), clean)
+
+    return {
+        "tv_with_reference_chroma": mixed(denoised, reference),
+        "tv_with_reference_luma": mixed(reference, denoised),
+        "noisy_with_reference_chroma": mixed(raw, reference),
+        "noisy_with_reference_luma": mixed(reference, raw),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--real", required=True, help="folder of <name>_real/<name>_mean pairs")
+    parser.add_argument("--val-scenes", nargs="+", default=list(VAL_SCENES))
+    parser.add_argument("--steps", type=int, default=3000, help="the config's budget: 3000")
+    parser.add_argument("--losses", nargs="+", default=["l1"], choices=sorted(LOSSES))
+    parser.add_argument("--tv-weight", type=float, default=0.03)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json-out", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+
+    from lightning_synth.datamodules.noisy_images import NoisyPhotographs, scene_of
+    from lightning_synth.nn.denoisers import tiled
+    from lightning_synth.nn.total_variation import tv_denoise
+
+    config = yaml.safe_load(CONFIG.read_text())
+    source = NoisyPhotographs(root=args.real)
+    pairs = [p for p in source.pairs() if p.reference is not None]
+    held = [scene_of(p.name) in args.val_scenes for p in pairs]
+    if all(held) or not any(held):
+        sys.exit("denoise_ceiling: --val-scenes must hold out some scenes and leave others")
+    loaded = [source.load(p) for p in pairs]
+
+    def stacked(in_val_scenes: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        chosen = [pair for pair, h in zip(loaded, held, strict=True) if h == in_val_scenes]
+        return torch.stack([n for n, _ in chosen]), torch.stack([r for _, r in chosen])
+
+    val_noisy, val_clean = stacked(True)
+    train_noisy, train_clean = stacked(False)
+    print(f"{len(train_noisy)} training pairs, {len(val_noisy)} validation-scene pairs", flush=True)
+
+    tv = tv_denoise(val_noisy, args.tv_weight)
+    rows: dict[str, object] = {
+        "noisy": _mean_psnr(val_noisy, val_clean),
+        f"tv_{args.tv_weight:g}": _mean_psnr(tv, val_clean),
+        "train_pairs_noisy": _mean_psnr(train_noisy, train_clean),
+        f"train_pairs_tv_{args.tv_weight:g}": _mean_psnr(
+            tv_denoise(train_noisy, args.tv_weight), train_clean
+        ),
+        **colour_split(val_noisy, val_clean, tv),
+    }
+    print(json.dumps(rows, indent=1), flush=True)
+    for loss_name in args.losses:
+        print(f"supervised, {loss_name}:", flush=True)
+        network, seconds = train_supervised(
+            train_noisy, train_clean, loss_name, args.steps, config, args.seed
+        )
+
+        @torch.no_grad()
+        def denoise(images: torch.Tensor, network: torch.nn.Module = network) -> torch.Tensor:
+            return torch.cat([tiled(network, image[None]) for image in images])
+
+        rows[f"supervised_{loss_name}"] = {
+            "psnr_val": _mean_psnr(denoise(val_noisy), val_clean),
+            "psnr_train_pairs": _mean_psnr(denoise(train_noisy), train_clean),
+            "train_seconds": seconds,
+            "steps": args.steps,
+        }
+        print(json.dumps(rows[f"supervised_{loss_name}"]), flush=True)
+        if args.json_out:
+            meta = {
+                "command": " ".join(sys.argv),
+                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+                "threads": args.threads,
+                "torch": torch.__version__,
+                "val_scenes": args.val_scenes,
+            }
+            Path(args.json_out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
