@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
-from denoise_real import VAL_SCENES
+from denoise_real import VAL_SCENES, write_json
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,14 +110,18 @@ def train_supervised(
 
 
 def colour_split(noisy: torch.Tensor, clean: torch.Tensor, tv: torch.Tensor) -> dict[str, float]:
-    """PSNR of TV's output with its luma, or its chroma, taken from the reference."""
-    to_ycbcr = lambda x: torch.einsum("ij,bjhw->bihw", YCBCR, x)  # noqa: E731
-    to_rgb = lambda x: torch.einsum("ij,bjhw->bihw", torch.linalg.inv(YCBCR), x)  # noqa: E731
-    denoised, reference, raw = to_ycbcr(tv), to_ycbcr(clean), to_ycbcr(noisy)
+    """PSNR of TV's output, and of the noisy input, with the luma or the chroma taken
+    from the reference instead (YCbCr)."""
+
+    def colour_transform(matrix: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("ij,bjhw->bihw", matrix, images)
+
+    denoised, reference, raw = (colour_transform(YCBCR, x) for x in (tv, clean, noisy))
     luma, chroma = slice(0, 1), slice(1, 3)
 
     def mixed(luma_from: torch.Tensor, chroma_from: torch.Tensor) -> float:
-        return _mean_psnr(to_rgb(torch.cat([luma_from[:, luma], chroma_from[:, chroma]], 1)), clean)
+        mixed_ycbcr = torch.cat([luma_from[:, luma], chroma_from[:, chroma]], 1)
+        return _mean_psnr(colour_transform(torch.linalg.inv(YCBCR), mixed_ycbcr), clean)
 
     return {
         "tv_with_reference_chroma": mixed(denoised, reference),
@@ -190,15 +193,7 @@ def main() -> None:
             "steps": args.steps,
         }
         print(json.dumps(rows[f"supervised_{loss_name}"]), flush=True)
-        if args.json_out:
-            meta = {
-                "command": " ".join(sys.argv),
-                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-                "threads": args.threads,
-                "torch": torch.__version__,
-                "val_scenes": args.val_scenes,
-            }
-            Path(args.json_out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        write_json(args, rows)  # after every network: a long run keeps what it measured
 
 
 if __name__ == "__main__":
