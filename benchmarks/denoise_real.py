@@ -391,7 +391,7 @@ def main() -> None:
 
 def write_json(args: argparse.Namespace, rows: dict[str, object]) -> None:
     """The rows measured so far, with the command and machine that made them (to
-    ``args.json_out``, if given; a script without ``--device`` ran on the CPU)."""
+    ``args.json_out``, if given)."""
     if not args.json_out:
         return
     meta = {
@@ -399,7 +399,7 @@ def write_json(args: argparse.Namespace, rows: dict[str, object]) -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "threads": args.threads,
         "torch": torch.__version__,
-        "device": getattr(args, "device", "cpu"),
+        "device": args.device,
         "val_scenes": args.val_scenes,
     }
     Path(args.json_out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
