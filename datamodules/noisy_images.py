@@ -6,7 +6,8 @@ bundled ones, so every config runs offline) that a noise model from
 is :class:`NoisyPhotographs`: photographs with real noise in a ``root`` folder, with
 clean references where known. Real photographs enter training *without* their
 references (for adaptation and self-supervised terms); pairs with references are for
-validation and test only.
+validation and test, and, when asked (``train_references``), those of other scenes are
+training targets too.
 
 Both sides are :class:`~lightning_synth.datamodules.DomainSource`\ s whose datasets hold
 whole images; the DataModule (a :class:`~lightning_synth.datamodules.DomainDataModule`,
@@ -188,10 +189,16 @@ def find_pairs(root: str | Path) -> list[NoisyPair]:
 class NoisyPhotographs(DomainSource):
     """Photographs with real noise, and their clean references where known.
 
-    Training uses every noisy photograph (references hidden); validation and test use
-    the pairs with references: all of them in both, or, with ``val_scenes``, those scenes
-    for validation and the rest for test (scenes, not crops, so no scene is in both; see
-    :func:`scene_of`). ``predict`` denoises every noisy photograph.
+    Training uses every noisy photograph, references hidden unless ``train_references``;
+    validation and test use the pairs with references: all of them in both, or, with
+    ``val_scenes``, those scenes for validation and the rest (or ``test_scenes``) for
+    test (scenes, not crops, so no scene is in both; see :func:`scene_of`). ``predict``
+    denoises every noisy photograph.
+
+    With ``train_references`` the references of the pairs outside ``val_scenes`` and
+    ``test_scenes`` become training targets too (supervised learning on real pairs, e.g.
+    a few pairs of your own camera beside the synthetic noise); the other photographs
+    still enter training without theirs.
 
     Without ``root``, scikit-image photographs through camera noise of another seed stand
     in (so configs run offline); that is *not* real noise. Point ``root`` at your photos.
@@ -200,6 +207,11 @@ class NoisyPhotographs(DomainSource):
         root: folder of noisy photographs (see :func:`find_pairs` for the layouts).
         val_scenes: scenes (or names) held out for validation; empty: validate and test
             on all pairs.
+        test_scenes: scenes (or names) to test on; empty: the pairs outside
+            ``val_scenes``.
+        train_references: train on the references of the pairs outside ``val_scenes``
+            and ``test_scenes`` (both must then be given, so that no score comes from a
+            photograph whose reference was learnt).
         stand_in_noise: noise of the stand-in photographs (without ``root``); default a
             :class:`~lightning_synth.rendering.camera.CameraNoise` (each photograph seeded
             by its name).
@@ -209,19 +221,31 @@ class NoisyPhotographs(DomainSource):
         self,
         root: str | None = None,
         val_scenes: Sequence[str] = (),
+        test_scenes: Sequence[str] = (),
+        train_references: bool = False,
         stand_in_noise: nn.Module | None = None,
     ) -> None:
+        if train_references and not (val_scenes and test_scenes):
+            raise InputError(
+                "train_references learns the references of every pair outside val_scenes and "
+                "test_scenes, so both must name held-out scenes (else validation or test would "
+                "score photographs whose references were learnt): set val_scenes and test_scenes"
+            )
         self.root = root
         self.val_scenes = tuple(val_scenes)
+        self.test_scenes = tuple(test_scenes)
+        self.train_references = train_references
         self.stand_in_noise = stand_in_noise
         self._pairs: list[NoisyPair] | None = None
 
     def prepare(self) -> None:
         self.pairs()
 
-    def dataset(self, stage: Stage | Literal["predict"]) -> Dataset:
-        """Whole images of ``stage`` (see :meth:`stage_pairs`); references hidden in training."""
-        return _PairImages(self, self.stage_pairs(stage), hide=stage == "train")
+    def dataset(self, stage: Stage | Literal["predict"]) -> _PairImages:
+        """Whole images of ``stage`` (see :meth:`stage_pairs`); in training, references only
+        of the :meth:`taught_pairs`."""
+        shown = {p.name for p in self.taught_pairs()} if stage == "train" else None
+        return _PairImages(self, self.stage_pairs(stage), shown)
 
     def pairs(self) -> list[NoisyPair]:
         """Every photograph of the source (found once, then cached)."""
@@ -234,9 +258,13 @@ class NoisyPhotographs(DomainSource):
             else:
                 self._pairs = find_pairs(self.root)
             known = {scene_of(p.name) for p in self._pairs} | {p.name for p in self._pairs}
-            unknown = [scene for scene in self.val_scenes if scene not in known]
-            if unknown:
-                raise InputError(f"val_scenes {unknown} are not among the photographs' scenes")
+            for option, scenes in (
+                ("val_scenes", self.val_scenes),
+                ("test_scenes", self.test_scenes),
+            ):
+                unknown = [scene for scene in scenes if scene not in known]
+                if unknown:
+                    raise InputError(f"{option} {unknown} are not among the photographs' scenes")
         return self._pairs
 
     def stage_pairs(self, stage: Stage | Literal["predict"]) -> list[NoisyPair]:
@@ -245,11 +273,20 @@ class NoisyPhotographs(DomainSource):
         if stage in ("train", "predict"):
             return pairs
         paired = [p for p in pairs if p.reference is not None]
+        if stage == "test" and self.test_scenes:
+            return _of_scenes(paired, self.test_scenes)
         if not self.val_scenes:
             return paired
-        held = set(self.val_scenes)
-        in_val = [p for p in paired if scene_of(p.name) in held or p.name in held]
+        in_val = _of_scenes(paired, self.val_scenes)
         return in_val if stage == "val" else [p for p in paired if p not in in_val]
+
+    def taught_pairs(self) -> list[NoisyPair]:
+        """The pairs whose references training learns: with ``train_references``, those
+        outside ``val_scenes`` and ``test_scenes``; otherwise none."""
+        if not self.train_references:
+            return []
+        held = set(self.stage_pairs("val")) | set(self.stage_pairs("test"))
+        return [p for p in self.pairs() if p.reference is not None and p not in held]
 
     def load(self, pair: NoisyPair) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The noisy image and its reference (``C x H x W`` in [0, 1]; ``None``: unknown)."""
@@ -263,6 +300,12 @@ class NoisyPhotographs(DomainSource):
         if reference is not None and reference.shape[-2:] != noisy.shape[-2:]:
             raise InputError(f"{pair.noisy!r} and its reference {pair.reference!r} differ in size")
         return noisy, reference
+
+
+def _of_scenes(pairs: list[NoisyPair], scenes: Sequence[str]) -> list[NoisyPair]:
+    """The pairs of ``scenes`` (scene names or photograph names)."""
+    held = set(scenes)
+    return [p for p in pairs if scene_of(p.name) in held or p.name in held]
 
 
 class CleanPhotographs(DomainSource):
@@ -339,11 +382,14 @@ class _CleanImages(_Cached, Dataset):
 
 class _PairImages(_Cached, Dataset):
     """Whole real photographs: ``image`` (noisy), ``reference`` (``None`` when unknown or
-    hidden), ``name``."""
+    hidden: ``shown`` names the photographs whose references are kept, ``None`` all),
+    ``name``."""
 
-    def __init__(self, source: NoisyPhotographs, pairs: list[NoisyPair], hide: bool) -> None:
+    def __init__(
+        self, source: NoisyPhotographs, pairs: list[NoisyPair], shown: set[str] | None = None
+    ) -> None:
         super().__init__()
-        self.source, self.pairs, self.hide = source, pairs, hide
+        self.source, self.pairs, self.shown = source, pairs, shown
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -351,21 +397,24 @@ class _PairImages(_Cached, Dataset):
     def load(self, index: int) -> Batch:
         pair = self.pairs[index]
         noisy, reference = self.source.load(pair)
-        return {IMAGE: noisy, REFERENCE: None if self.hide else reference, NAME: pair.name}  # type: ignore[dict-item]
+        if self.shown is not None and pair.name not in self.shown:
+            reference = None
+        return {IMAGE: noisy, REFERENCE: reference, NAME: pair.name}  # type: ignore[dict-item]
 
 
 class _PseudoClean(_Cached, Dataset):
     """Whole photographs through a denoiser: ``image`` (denoised), ``name``."""
 
-    def __init__(self, photographs: Dataset, denoiser: nn.Module) -> None:
+    def __init__(self, photographs: _PairImages, denoiser: nn.Module) -> None:
         super().__init__()
         self.photographs, self.denoiser = photographs, denoiser
 
     def __len__(self) -> int:
-        return len(self.photographs)  # type: ignore[arg-type]
+        return len(self.photographs)
 
     def load(self, index: int) -> Batch:
-        item = self.photographs[index]
+        # Uncached: only the denoised photograph is kept.
+        item = self.photographs.load(index)
         with torch.no_grad():
             denoised = self.denoiser(item[IMAGE][None].float())[0]
         return {IMAGE: denoised, NAME: item[NAME]}
@@ -475,7 +524,7 @@ class NoisyImageDataModule(DomainDataModule):
     """Clean photographs with synthetic noise (domain 0) and real noisy photographs (1).
 
     Training batches hold ``round(batch_size * real_fraction)`` real crops (references
-    hidden) and the rest rendered crops, composed as every mixed-domain DataModule composes
+    hidden, unless the real source has ``train_references``) and the rest rendered crops, composed as every mixed-domain DataModule composes
     them (:class:`~lightning_synth.datamodules.DomainDataModule`). Validation and test
     hold whole images of both domains: ``val_clean`` (or ``clean``) with fixed noise, and
     the real source's pairs; ``predict`` denoises every real noisy photograph.
@@ -608,11 +657,12 @@ class NoisyImageDataModule(DomainDataModule):
         own_noise = (
             isinstance(noise, SampledNoise) and noise.per_photograph and noise.photographs is None
         )
-        photographs = self.real.dataset("train")  # references hidden
+        photographs = self.real.dataset("train")  # their references unused
+        targets: Dataset = photographs
         if self.pseudo_clean is not None:
-            photographs = _PseudoClean(photographs, self.pseudo_clean)
+            targets = _PseudoClean(photographs, self.pseudo_clean)
         noisy_targets = _Noisy(
-            photographs,
+            targets,
             self.channels,
             noise,
             seed + _NOISY_AS_CLEAN_SEED,

@@ -138,6 +138,39 @@ def test_training_batches_mix_rendered_pairs_and_real_images_without_references(
     assert not torch.equal(dataset[3][IMAGE], dataset[4][IMAGE])
 
 
+def test_train_references_teach_the_pairs_outside_the_held_out_scenes(tmp_path: Path) -> None:
+    root = str(_polyu(tmp_path / "polyu"))
+    source = NoisyPhotographs(
+        root=root, val_scenes=["cam_b_desk"], test_scenes=["cam_a_chair_2"], train_references=True
+    )
+    assert [p.name for p in source.stage_pairs("val")] == ["cam_b_desk_7"]
+    assert [p.name for p in source.stage_pairs("test")] == ["cam_a_chair_2"]
+    assert [p.name for p in source.taught_pairs()] == ["cam_a_chair_1"]
+    assert NoisyPhotographs(root=root, val_scenes=["cam_b_desk"]).taught_pairs() == []
+    module = _module(tmp_path, real=source, real_fraction=0.5)
+    module.setup("fit")
+    real = module.domain_dataset("train", REAL)
+    samples = [real[i] for i in range(len(real))]
+    # Crops take the four photographs in turn; only the first one's reference is taught.
+    assert [bool(s[VALID].all()) for s in samples[:4]] == [True, False, False, False]
+    assert sum(bool(s[VALID].any()) for s in samples) == len(samples) // 4
+    taught = samples[0]
+    assert taught[REFERENCE].abs().sum() > 0 and not torch.equal(taught[REFERENCE], taught[IMAGE])
+    # Validation and test still score their own scenes, with references.
+    module.setup("validate")
+    assert [b[NAME][0] for b in module.val_dataloader() if int(b[DOMAIN]) == REAL] == [
+        "cam_b_desk_7"
+    ]
+    assert [b[NAME][0] for b in module.test_dataloader() if int(b[DOMAIN]) == REAL] == [
+        "cam_a_chair_2"
+    ]
+    # Without both held-out sets, a score could come from a taught photograph.
+    with pytest.raises(ValueError, match="set val_scenes and test_scenes"):
+        NoisyPhotographs(root=root, val_scenes=["cam_b_desk"], train_references=True)
+    with pytest.raises(ValueError, match="test_scenes .*nowhere"):
+        NoisyPhotographs(root=root, val_scenes=["cam_b_desk"], test_scenes=["nowhere"]).pairs()
+
+
 def test_evaluation_whole_images_of_both_domains_and_predict(tmp_path: Path) -> None:
     module = _module(tmp_path, channels=1)
     module.setup("validate")

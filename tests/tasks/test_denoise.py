@@ -139,6 +139,25 @@ def test_adaptation_and_self_supervised_terms_train_on_real_images(tmp_path: Pat
     assert loss > 0 and model.network.head.weight.grad.abs().sum() > 0
 
 
+def test_real_pairs_train_the_network_only_with_train_references(tmp_path: Path) -> None:
+    def held_out(**options: object) -> NoisyPhotographs:
+        root = str(tmp_path / "real")
+        return NoisyPhotographs(root=root, val_scenes=["s_0"], test_scenes=["s_0"], **options)
+
+    _data(tmp_path)  # writes the photographs
+    for taught in (True, False):
+        model = _tiny()
+        before = {k: v.clone() for k, v in model.named_parameters()}
+        trainer = _trainer(tmp_path)
+        trainer.fit(
+            model, _data(tmp_path, real=held_out(train_references=taught), real_fraction=1.0)
+        )
+        changed = any(not torch.equal(v, before[k]) for k, v in model.named_parameters())
+        # Batches of real crops alone: only the taught references give a loss to learn from.
+        assert ("train/supervised_loss" in trainer.callback_metrics) == taught
+        assert changed == taught
+
+
 def test_adaptation_needs_a_network_with_features() -> None:
     with pytest.raises(ValueError, match="forward_with_features"):
         Denoiser(network=torch.nn.Conv2d(3, 3, 3, padding=1), adaptation=CORAL())
@@ -186,14 +205,21 @@ def test_predict_writes_each_image_of_a_folder_at_its_size(tmp_path: Path) -> No
 
 
 def test_tiles_blend_back_into_the_whole_image() -> None:
-    images = torch.rand(2, 3, 37, 50)
+    images = torch.rand(2, 3, 37, 50, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(tiled(lambda x: 2 * x, images, tile_size=16, overlap=6), 2 * images)
     blur = torch.nn.Conv2d(3, 3, 3, padding=1, bias=False)
+    torch.nn.init.constant_(blur.weight, 1 / 27)  # a box blur: its output keeps the mean
     with torch.no_grad():
         whole = blur(images)
         tiles = tiled(blur, images, tile_size=24, overlap=8)
-    # Only pixels next to a tile's border see its padding, and there the ramp weighs little.
-    assert (tiles - whole).abs().mean() < 0.01 * whole.abs().mean()
+        abutting = tiled(blur, images, tile_size=24, overlap=0)
+
+    def error(result: torch.Tensor) -> float:
+        return float((result - whole).abs().mean() / whole.abs().mean())
+
+    # Only pixels next to a tile's border see its padding, and there the ramp weighs little
+    # (0.005 of the mean over seeds 0-19; tiles that abut without blending: 0.029).
+    assert error(tiles) < 0.01 and error(tiles) < error(abutting) / 3
     net = UNetDenoiser(3, width=4, levels=2)
     assert net(images).shape == images.shape
 
