@@ -56,7 +56,7 @@ from lightning_synth.datamodules.images import (
 )
 from lightning_synth.datamodules.sources import DomainSource
 from lightning_synth.errors import InputError
-from lightning_synth.image_io import dihedral, to_channels
+from lightning_synth.image_io import PAIR_SUFFIXES, dihedral, to_channels
 from lightning_synth.rendering.camera import CameraNoise
 from lightning_synth.rendering.noise import GaussianNoise, Range, as_range, log_uniform
 from lightning_synth.rendering.sampled_noise import SampledNoise
@@ -84,8 +84,6 @@ CLEAN_PHOTOGRAPHS = (
 #: Other bundled photographs, through another camera-noise seed, that stand in for real
 #: noisy photographs when :class:`NoisyPhotographs` has no ``root``.
 _STAND_INS = ("skimage:chelsea", "skimage:clock", "skimage:moon")
-#: File-name suffixes of PolyU-style pairs: ``<name>_real.JPG`` / ``<name>_mean.JPG``.
-_PAIR_SUFFIXES = (("_real", "_mean"), ("_noisy", "_clean"))
 _CROP_NUMBER = re.compile(r"_\d+$")
 # Items of each stage and domain use their own random streams.
 _STAGE_SEED = {"train": 0, "val": 1_000_003, "test": 2_000_003}
@@ -156,7 +154,7 @@ def find_pairs(root: str | Path) -> list[NoisyPair]:
         files = _image_files(folder)
         by_stem = {p.stem: p for p in files}
         pairs = []
-        for noisy_suffix, clean_suffix in _PAIR_SUFFIXES:
+        for noisy_suffix, clean_suffix in PAIR_SUFFIXES:
             for path in files:
                 if path.stem.endswith(noisy_suffix):
                     name = path.stem[: -len(noisy_suffix)]

@@ -23,10 +23,21 @@ from torchvision.io import ImageReadMode, decode_image, read_file
 
 from lightning_synth.errors import InputError
 
-__all__ = ["LUMA_WEIGHTS", "rgb_to_gray", "to_channels", "read_image", "to_float", "dihedral"]
+__all__ = [
+    "LUMA_WEIGHTS",
+    "PAIR_SUFFIXES",
+    "rgb_to_gray",
+    "to_channels",
+    "read_image",
+    "to_float",
+    "dihedral",
+]
 
 #: ITU-R BT.601 luma weights of R, G and B (as Pillow's "L" and torchvision).
 LUMA_WEIGHTS: Final[tuple[float, float, float]] = (0.299, 0.587, 0.114)
+#: File-name suffixes of noisy photographs and their clean references, PolyU-style:
+#: ``<name>_real.JPG`` / ``<name>_mean.JPG``, or ``<name>_noisy.*`` / ``<name>_clean.*``.
+PAIR_SUFFIXES: Final[tuple[tuple[str, str], ...]] = (("_real", "_mean"), ("_noisy", "_clean"))
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_PALETTE = 3  # the IHDR colour type of palette PNGs

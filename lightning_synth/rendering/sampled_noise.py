@@ -33,14 +33,14 @@ import numpy as np
 import torch
 
 from lightning_synth.errors import InputError
-from lightning_synth.image_io import read_image
+from lightning_synth.image_io import PAIR_SUFFIXES, read_image
 from lightning_synth.rendering.noise import NoiseModel, Range, as_range, uniform
 
 __all__ = ["SampledNoise", "plane_residuals"]
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 #: What marks a clean reference beside noisy photographs (PolyU-style names, clean/).
-_REFERENCE_STEMS = ("_mean", "_clean")
+_REFERENCE_STEMS = tuple(reference for _, reference in PAIR_SUFFIXES)
 
 
 def _is_reference(path: Path, root: Path) -> bool:
