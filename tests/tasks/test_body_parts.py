@@ -30,7 +30,7 @@ from lightning_synth.errors import InputError
 from lightning_synth.nn import DepthComparisonFeatures, DepthFCN, DepthForest, PixelClassifier
 from lightning_synth.rendering.body import PART_PALETTE, BodyRenderer, RenderedBodies
 from lightning_synth.tasks import BodyPartClassifier
-from lightning_synth.tasks.body_parts import part_map_grid
+from lightning_synth.tasks.body_parts import _concatenate_emptying, part_map_grid
 
 H, W = 30, 40
 
@@ -494,6 +494,16 @@ def test_forest_is_grown_when_max_steps_ends_the_epoch(tmp_path: Path) -> None:
     assert trainer.global_step == 2 and task.classifier.fitted
     # the pixels of the 2 batches of 4 frames (at most 100 each) were all it was grown on
     assert task.classifier.distribution.numel() > 0 and not task._forest_features
+
+
+def test_sampled_pixels_are_concatenated_in_order_while_their_parts_are_freed() -> None:
+    parts = [torch.randn(count, 4) for count in (3, 0, 5, 2)]
+    expected = torch.cat(parts)
+    held = list(parts)
+    assert torch.equal(_concatenate_emptying(held), expected) and held == []
+    assert torch.equal(
+        _concatenate_emptying([torch.tensor([1, 2]), torch.tensor([3])]), torch.tensor([1, 2, 3])
+    )
 
 
 def test_forest_refuses_to_train_under_ddp(tmp_path: Path) -> None:
