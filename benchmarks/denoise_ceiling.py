@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import yaml
-from denoise_real import VAL_SCENES, _scores, write_json
+from denoise_real import VAL_SCENES, per_image_scores, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "denoise_pseudo_clean.yaml"
@@ -44,7 +44,7 @@ YCBCR = torch.tensor(
 
 def _mean_psnr(outputs: torch.Tensor, references: torch.Tensor) -> float:
     """PSNR per image, averaged: benchmarks/denoise_real.py's score."""
-    return float(_scores(list(outputs.cpu()), list(references))[0].mean())
+    return float(per_image_scores(list(outputs.cpu()), list(references))[0].mean())
 
 
 def _crops(

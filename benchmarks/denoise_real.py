@@ -93,7 +93,7 @@ METHODS = ("noisy", "tv_skimage", "tv_project", "bm3d", *LEARNED)
 Images = list[torch.Tensor]
 
 
-def _scores(outputs: Images, references: Images) -> tuple[np.ndarray, np.ndarray]:
+def per_image_scores(outputs: Images, references: Images) -> tuple[np.ndarray, np.ndarray]:
     """Per-image PSNR and SSIM."""
     psnr, ssim = [], []
     for output, reference in zip(outputs, references, strict=True):
@@ -120,7 +120,7 @@ def _best(
     scores: dict[str, float] = {}
     for value in grid:
         outputs = run(value)
-        psnr = _scores(
+        psnr = per_image_scores(
             [outputs[i] for i in np.flatnonzero(chosen)],
             [references[i] for i in np.flatnonzero(chosen)],
         )[0]
@@ -234,7 +234,7 @@ def main() -> None:
     rows: dict[str, dict[str, object]] = {}
 
     def record(name: str, outputs: Images, **extra: object) -> None:
-        psnr, ssim = _scores(outputs, references)
+        psnr, ssim = per_image_scores(outputs, references)
         rest = ~held
         rows[name] = {
             "psnr": float(psnr.mean()),
@@ -334,10 +334,12 @@ def main() -> None:
             ]
             matched = [model.denoise(s[None].to(device))[0].cpu() for s in synthetic]
             gain_synthetic = float(
-                _scores(matched, references)[0].mean() - _scores(synthetic, references)[0].mean()
+                per_image_scores(matched, references)[0].mean()
+                - per_image_scores(synthetic, references)[0].mean()
             )
             gain_real = float(
-                _scores(outputs, references)[0].mean() - _scores(noisy, references)[0].mean()
+                per_image_scores(outputs, references)[0].mean()
+                - per_image_scores(noisy, references)[0].mean()
             )
             record(
                 method,
@@ -360,8 +362,8 @@ def main() -> None:
                     steps=steps,
                     seconds_per_image=per_image,
                     gain_real=float(
-                        _scores(outputs, references)[0].mean()
-                        - _scores(noisy, references)[0].mean()
+                        per_image_scores(outputs, references)[0].mean()
+                        - per_image_scores(noisy, references)[0].mean()
                     ),
                     gain_matched_gaussian=float("nan"),
                 )

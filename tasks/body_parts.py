@@ -601,8 +601,8 @@ def depth_readings(depth: torch.Tensor) -> torch.Tensor:
 
 def _concatenate_emptying(parts: list[torch.Tensor]) -> torch.Tensor:
     """``torch.cat(parts)`` that empties ``parts`` as it fills the result: at most one copy
-    of the sampled pixels plus one batch's part is held, not two copies (gigabytes at
-    the 60-minute budget)."""
+    of the sampled pixels plus one batch's part is held, not two copies (the sampled
+    pixels can take gigabytes)."""
     result = parts[0].new_empty((sum(len(part) for part in parts), *parts[0].shape[1:]))
     end = len(result)
     while parts:
