@@ -203,10 +203,10 @@ class NoisyPhotographs(DomainSource):
 
     Args:
         root: folder of noisy photographs (see :func:`find_pairs` for the layouts).
-        val_scenes: scenes (or names) held out for validation; empty: validate and test
-            on all pairs.
+        val_scenes: scenes (or names) held out for validation; empty: validate on all
+            pairs.
         test_scenes: scenes (or names) to test on; empty: the pairs outside
-            ``val_scenes``.
+            ``val_scenes`` (all pairs without ``val_scenes``).
         train_references: train on the references of the pairs outside ``val_scenes``
             and ``test_scenes`` (both must then be given, so that no score comes from a
             photograph whose reference was learnt).
