@@ -141,25 +141,30 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 
-    from lightning_synth.datamodules.noisy_images import NoisyPhotographs, scene_of
+    from lightning_synth.datamodules.noisy_images import NoisyPair, NoisyPhotographs
     from lightning_synth.nn.denoisers import tiled
     from lightning_synth.nn.total_variation import tv_denoise
 
     config = yaml.safe_load(CONFIG.read_text())
     device = torch.device(args.device)
-    source = NoisyPhotographs(root=args.real)
-    pairs = [p for p in source.pairs() if p.reference is not None]
-    held = [scene_of(p.name) in args.val_scenes for p in pairs]
-    if all(held) or not any(held):
+    # The split a Denoiser run with these references would use: the pairs outside the
+    # held-out scenes are taught, those of the scenes are scored.
+    source = NoisyPhotographs(
+        root=args.real,
+        val_scenes=args.val_scenes,
+        test_scenes=args.val_scenes,
+        train_references=True,
+    )
+    held, taught = source.stage_pairs("val"), source.taught_pairs()
+    if not held or not taught:
         sys.exit("denoise_ceiling: --val-scenes must hold out some scenes and leave others")
-    loaded = [source.load(p) for p in pairs]
 
-    def stacked(in_val_scenes: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        chosen = [pair for pair, h in zip(loaded, held, strict=True) if h == in_val_scenes]
-        return torch.stack([n for n, _ in chosen]), torch.stack([r for _, r in chosen])
+    def stacked(pairs: list[NoisyPair]) -> tuple[torch.Tensor, torch.Tensor]:
+        loaded = [source.load(pair) for pair in pairs]
+        return torch.stack([n for n, _ in loaded]), torch.stack([r for _, r in loaded])
 
-    val_noisy, val_clean = stacked(True)
-    train_noisy, train_clean = stacked(False)
+    val_noisy, val_clean = stacked(held)
+    train_noisy, train_clean = stacked(taught)
     print(f"{len(train_noisy)} training pairs, {len(val_noisy)} validation-scene pairs", flush=True)
 
     tv = tv_denoise(val_noisy, args.tv_weight)
