@@ -139,11 +139,11 @@ def _learned(
     from lightning_synth.cli import LightningSynthCLI
 
     config, overrides = LEARNED[name]
-    clean = "[" + ",".join(str(Path(c).resolve()) for c in args.clean) + "]"
-    cli_args = [
-        f"--config={CONFIGS / config}",
-        *overrides,
-        f"--data.init_args.clean={clean}",
+    cli_args = [f"--config={CONFIGS / config}", *overrides]
+    if args.clean:  # otherwise the config's (scikit-image's bundled photographs)
+        clean = ",".join(str(Path(c).resolve()) for c in args.clean)
+        cli_args.append(f"--data.init_args.clean=[{clean}]")
+    cli_args += [
         f"--data.init_args.real.init_args.root={Path(args.real).resolve()}",
         f"--data.init_args.real.init_args.val_scenes=[{','.join(args.val_scenes)}]",
         f"--data.init_args.num_workers={args.workers}",
@@ -174,7 +174,12 @@ def _learned(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--real", required=True, help="folder of <name>_real/<name>_mean pairs")
-    parser.add_argument("--clean", nargs="+", default=None, help="clean photographs to train on")
+    parser.add_argument(
+        "--clean",
+        nargs="+",
+        default=None,
+        help="clean photographs to train on (default: the configs' own)",
+    )
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--val-scenes", nargs="*", default=list(VAL_SCENES))
     parser.add_argument("--steps", type=int, default=0, help="training steps (0: the config's)")
@@ -232,9 +237,13 @@ def main() -> None:
     print(f"{len(pairs)} pairs, {int(held.sum())} in the validation scenes", flush=True)
 
     rows: dict[str, dict[str, object]] = {}
+    noisy_psnr = float(per_image_scores(noisy, references)[0].mean())
 
-    def record(name: str, outputs: Images, **extra: object) -> None:
+    def record(name: str, outputs: Images, gain: bool = False, **extra: object) -> None:
+        """Score ``outputs``; with ``gain``, also their mean PSNR gain over the noisy input."""
         psnr, ssim = per_image_scores(outputs, references)
+        if gain:
+            extra = {"gain_real": float(psnr.mean()) - noisy_psnr, **extra}
         rest = ~held
         rows[name] = {
             "psnr": float(psnr.mean()),
@@ -337,17 +346,13 @@ def main() -> None:
                 per_image_scores(matched, references)[0].mean()
                 - per_image_scores(synthetic, references)[0].mean()
             )
-            gain_real = float(
-                per_image_scores(outputs, references)[0].mean()
-                - per_image_scores(noisy, references)[0].mean()
-            )
             record(
                 method,
                 outputs,
+                gain=True,
                 train_seconds=seconds,
                 steps=steps,
                 seconds_per_image=per_image,
-                gain_real=gain_real,
                 gain_matched_gaussian=gain_synthetic,
             )
             if args.self_ensemble:  # the same network, each image in its 8 flips and turns
@@ -361,10 +366,7 @@ def main() -> None:
                     train_seconds=seconds,
                     steps=steps,
                     seconds_per_image=per_image,
-                    gain_real=float(
-                        per_image_scores(outputs, references)[0].mean()
-                        - per_image_scores(noisy, references)[0].mean()
-                    ),
+                    gain=True,
                     gain_matched_gaussian=float("nan"),
                 )
 

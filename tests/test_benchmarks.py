@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -191,7 +192,8 @@ def test_body_parts_backbones_trains_each_backbone_within_its_cpu_budget(tmp_pat
         assert run["fps"] > 0 and run["frames_per_cpu_second"] > 0
 
 
-def test_denoise_ceiling_trains_on_pairs_and_scores_the_held_out_scenes(tmp_path: Path) -> None:
+def _flat_noisy_pairs(folder: Path) -> None:
+    """PolyU-style pairs of two scenes, two crops each: flat colours plus Gaussian noise."""
     from PIL import Image
 
     generator = np.random.default_rng(0)
@@ -201,7 +203,31 @@ def test_denoise_ceiling_trains_on_pairs_and_scores_the_held_out_scenes(tmp_path
             noisy = clean + generator.normal(0, 0.05, clean.shape)
             for suffix, image in (("mean", clean), ("real", noisy)):
                 pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-                Image.fromarray(pixels).save(tmp_path / f"{scene}_{crop}_{suffix}.png")
+                Image.fromarray(pixels).save(folder / f"{scene}_{crop}_{suffix}.png")
+
+
+def test_denoise_real_scores_classical_and_learned_denoisers(tmp_path: Path) -> None:
+    _flat_noisy_pairs(tmp_path)
+    result = _run(
+        "denoise_real.py",
+        *("--real", str(tmp_path), "--val-scenes", "camA_4_100_800_wall"),
+        *("--methods", "noisy", "tv_project", "pseudo_clean", "--tv-weights", "0.02", "0.05"),
+        *("--steps", "2", "--threads", "1", "--extra=--data.init_args.train_length=32"),
+        "--extra=--model.init_args.network.init_args.width=8",
+        *("--json-out", str(tmp_path / "denoise.json")),
+    )
+    rows = result["rows"]
+    assert set(rows) == {"noisy", "tv_project", "pseudo_clean"}
+    assert rows["tv_project"]["psnr"] > rows["noisy"]["psnr"] + 3  # flat images: TV's case
+    assert rows["tv_project"]["grid"].keys() == {"0.02", "0.05"}
+    learned = rows["pseudo_clean"]
+    assert learned["steps"] == 2 and len(learned["psnr_per_image"]) == 4
+    # its gain is its own PSNR over the noisy input's
+    assert learned["gain_real"] == pytest.approx(learned["psnr"] - rows["noisy"]["psnr"])
+
+
+def test_denoise_ceiling_trains_on_pairs_and_scores_the_held_out_scenes(tmp_path: Path) -> None:
+    _flat_noisy_pairs(tmp_path)
     result = _run(
         "denoise_ceiling.py",
         *("--real", str(tmp_path), "--val-scenes", "camA_4_100_800_wall"),
