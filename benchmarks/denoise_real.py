@@ -9,6 +9,9 @@ against the references (torchmetrics, per image, then averaged; SSIM on RGB with
 * ``tv_skimage``: scikit-image's ``denoise_tv_chambolle``, at the weight of ``--tv-weights``
   best on all the pairs (an oracle choice, favouring the baseline);
 * ``tv_project``: the project's ``tv_denoise`` (vectorial TV), chosen the same way;
+* ``tv_luma_chroma``: the project's TV in JPEG's luma and chroma (``TVSmoothing`` with a
+  ``chroma_weight``), the pair of ``--tv-weights`` (luma) and ``--tv-chroma-weights`` best on
+  the validation scenes (no oracle);
 * ``bm3d``: the ``bm3d`` package (``bm3d_rgb``), at the sigma of ``--bm3d-sigmas`` best on
   the validation scenes (BM3D is too slow to grid-search on every pair);
 * ``gaussian``: ``configs/denoise_gaussian.yaml``, a DnCNN trained on white Gaussian noise;
@@ -47,8 +50,9 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -60,6 +64,7 @@ from torchmetrics.functional.image import (
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 TV_WEIGHTS = (0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.06)
+TV_CHROMA_WEIGHTS = (0.01, 0.02, 0.03, 0.04, 0.06, 0.12)
 BM3D_SIGMAS = (4.0, 6.0, 8.0, 10.0, 12.0, 15.0, 19.0)  # in 8-bit grey levels
 VAL_SCENES = (
     "Canon5D2_5_160_3200_chair",
@@ -88,9 +93,10 @@ LEARNED = {
         ],
     ),
 }
-METHODS = ("noisy", "tv_skimage", "tv_project", "bm3d", *LEARNED)
+METHODS = ("noisy", "tv_skimage", "tv_project", "tv_luma_chroma", "bm3d", *LEARNED)
 
 Images = list[torch.Tensor]
+Setting = TypeVar("Setting", float, tuple[float, float])
 
 
 def per_image_scores(outputs: Images, references: Images) -> tuple[np.ndarray, np.ndarray]:
@@ -112,10 +118,13 @@ def _torch(array: np.ndarray) -> torch.Tensor:
 
 
 def _best(
-    run: Callable[[float], Images], grid: tuple[float, ...], references: Images, chosen: np.ndarray
-) -> tuple[float, Images, dict[str, float]]:
-    """The grid value with the best mean PSNR on the ``chosen`` images, its outputs, and
-    every grid value's mean PSNR on them."""
+    run: Callable[[Setting], Images],
+    grid: Sequence[Setting],
+    references: Images,
+    chosen: np.ndarray,
+) -> tuple[Setting, Images, dict[str, float]]:
+    """The grid value (a number or a tuple of them) with the best mean PSNR on the
+    ``chosen`` images, its outputs, and every grid value's mean PSNR on them."""
     best, best_value, best_outputs = -np.inf, grid[0], None
     scores: dict[str, float] = {}
     for value in grid:
@@ -124,8 +133,9 @@ def _best(
             [outputs[i] for i in np.flatnonzero(chosen)],
             [references[i] for i in np.flatnonzero(chosen)],
         )[0]
-        scores[f"{value:g}"] = round(float(psnr.mean()), 3)
-        print(f"    {value:g}: {psnr.mean():.2f} dB", flush=True)
+        label = "/".join(f"{v:g}" for v in np.atleast_1d(value))
+        scores[label] = round(float(psnr.mean()), 3)
+        print(f"    {label}: {psnr.mean():.2f} dB", flush=True)
         if psnr.mean() > best:
             best, best_value, best_outputs = psnr.mean(), value, outputs
     assert best_outputs is not None
@@ -184,6 +194,9 @@ def main() -> None:
     parser.add_argument("--val-scenes", nargs="*", default=list(VAL_SCENES))
     parser.add_argument("--steps", type=int, default=0, help="training steps (0: the config's)")
     parser.add_argument("--tv-weights", nargs="+", type=float, default=list(TV_WEIGHTS))
+    parser.add_argument(
+        "--tv-chroma-weights", nargs="+", type=float, default=list(TV_CHROMA_WEIGHTS)
+    )
     parser.add_argument("--bm3d-sigmas", nargs="+", type=float, default=list(BM3D_SIGMAS))
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
@@ -224,7 +237,7 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 
     from lightning_synth.datamodules.noisy_images import NoisyPhotographs, scene_of
-    from lightning_synth.nn.total_variation import tv_denoise
+    from lightning_synth.nn.total_variation import TVSmoothing, tv_denoise
 
     source = NoisyPhotographs(root=args.real)
     pairs = [p for p in source.pairs() if p.reference is not None]
@@ -293,6 +306,28 @@ def main() -> None:
             )
             record(
                 method, outputs, weight=weight, grid=grid, grid_seconds=time.perf_counter() - began
+            )
+        elif method == "tv_luma_chroma":
+            chosen = held if held.any() else everything
+
+            def luma_chroma_tv(weights: tuple[float, float], only: np.ndarray) -> Images:
+                smoothing = TVSmoothing(weights[0], chroma_weight=weights[1])
+                return [smoothing(n[None])[0] if only[i] else n for i, n in enumerate(noisy)]
+
+            began = time.perf_counter()
+            weights, _, grid = _best(
+                lambda w, rows=chosen: luma_chroma_tv(w, rows),
+                [(luma, chroma) for luma in args.tv_weights for chroma in args.tv_chroma_weights],
+                references,
+                chosen,
+            )
+            record(
+                method,
+                luma_chroma_tv(weights, everything),
+                luma_weight=weights[0],
+                chroma_weight=weights[1],
+                grid_on_validation_scenes=grid,
+                grid_seconds=time.perf_counter() - began,
             )
         elif method == "bm3d":
             try:

@@ -211,15 +211,20 @@ def test_denoise_real_scores_classical_and_learned_denoisers(tmp_path: Path) -> 
     result = _run(
         "denoise_real.py",
         *("--real", str(tmp_path), "--val-scenes", "camA_4_100_800_wall"),
-        *("--methods", "noisy", "tv_project", "pseudo_clean", "--tv-weights", "0.02", "0.05"),
+        *("--methods", "noisy", "tv_project", "tv_luma_chroma", "pseudo_clean"),
+        *("--tv-weights", "0.02", "0.05", "--tv-chroma-weights", "0.1"),
         *("--steps", "2", "--threads", "1", "--extra=--data.init_args.train_length=32"),
         "--extra=--model.init_args.network.init_args.width=8",
         *("--json-out", str(tmp_path / "denoise.json")),
     )
     rows = result["rows"]
-    assert set(rows) == {"noisy", "tv_project", "pseudo_clean"}
+    assert set(rows) == {"noisy", "tv_project", "tv_luma_chroma", "pseudo_clean"}
     assert rows["tv_project"]["psnr"] > rows["noisy"]["psnr"] + 3  # flat images: TV's case
     assert rows["tv_project"]["grid"].keys() == {"0.02", "0.05"}
+    split = rows["tv_luma_chroma"]
+    assert split["psnr"] > rows["noisy"]["psnr"] + 3
+    assert split["grid_on_validation_scenes"].keys() == {"0.02/0.1", "0.05/0.1"}
+    assert split["chroma_weight"] == 0.1 and split["luma_weight"] in (0.02, 0.05)
     learned = rows["pseudo_clean"]
     assert learned["steps"] == 2 and len(learned["psnr_per_image"]) == 4
     # its gain is its own PSNR over the noisy input's

@@ -46,6 +46,9 @@ __all__ = [
     "TotalVariation",
     "ChambollePockTV",
     "tv_denoise",
+    "tv_denoise_luma_chroma",
+    "rgb_to_ycbcr",
+    "ycbcr_to_rgb",
     "TVSmoothing",
     "gap_to_rms",
     "averaged_rms",
@@ -624,26 +627,102 @@ def tv_denoise(
     return x
 
 
+#: ITU-R BT.601 RGB -> YCbCr (full range, as JPEG defines it; no chroma offset).
+_RGB_TO_YCBCR = (
+    (0.299, 0.587, 0.114),
+    (-0.168736, -0.331264, 0.5),
+    (0.5, -0.418688, -0.081312),
+)
+
+
+def _mix(matrix: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,bjhw->bihw", matrix.to(image), image)
+
+
+def rgb_to_ycbcr(image: torch.Tensor) -> torch.Tensor:
+    """JPEG's luma and chroma (BT.601 YCbCr, full range, chroma centred on 0) of
+    ``B x 3 x H x W`` RGB images.
+
+    Args:
+        image: RGB images.
+    """
+    return _mix(torch.tensor(_RGB_TO_YCBCR, dtype=torch.float64), image)
+
+
+def ycbcr_to_rgb(image: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`rgb_to_ycbcr`.
+
+    Args:
+        image: ``B x 3 x H x W`` YCbCr images.
+    """
+    return _mix(torch.linalg.inv(torch.tensor(_RGB_TO_YCBCR, dtype=torch.float64)), image)
+
+
+def tv_denoise_luma_chroma(
+    image: torch.Tensor,
+    luma_weight: float = 0.015,
+    chroma_weight: float = 0.03,
+    norm: TVNorm = "isotropic",
+    max_iter: int = 500,
+) -> torch.Tensor:
+    """TV-denoise RGB images in JPEG's colour space: the luma at one weight, the two
+    chroma channels (coupled) at another.
+
+    Camera noise after demosaicking and JPEG differs in luma and chroma (JPEG quantises
+    and subsamples the chroma on its own), so one weight for R, G and B fits neither.
+
+    Args:
+        image: ``B x 3 x H x W`` noisy RGB images.
+        luma_weight: strength of the TV term on the luma (Y).
+        chroma_weight: strength of the TV term on the chroma (Cb, Cr).
+        norm: ``isotropic`` or ``anisotropic`` TV.
+        max_iter: most iterations of each solve.
+    """
+    _check_images(image)
+    if image.shape[1] != 3:
+        raise InputError(
+            f"luma/chroma TV needs RGB images (3 channels), got {image.shape[1]}; "
+            "leave chroma_weight unset for other images"
+        )
+    ycbcr = rgb_to_ycbcr(image)
+    luma = tv_denoise(ycbcr[:, :1], luma_weight, norm, max_iter=max_iter)
+    chroma = tv_denoise(ycbcr[:, 1:], chroma_weight, norm, max_iter=max_iter)
+    return ycbcr_to_rgb(torch.cat([luma, chroma], 1))
+
+
 class TVSmoothing(nn.Module):
     """:func:`tv_denoise` as a module: a classical denoiser to plug in where a module is
     expected (e.g. ``NoisyImageDataModule(pseudo_clean=...)``). No gradients flow.
 
     Args:
-        weight: strength of the TV term (scikit-image's ``weight``).
+        weight: strength of the TV term (scikit-image's ``weight``); with
+            ``chroma_weight``, that of the luma.
         norm: ``isotropic`` or ``anisotropic`` TV.
         coupled_channels: vectorial TV (channels share one gradient length).
+        chroma_weight: denoise RGB images in luma and chroma (BT.601 YCbCr, JPEG's space;
+            :func:`tv_denoise_luma_chroma`), the chroma at this weight; unset: in the
+            images' own channels.
     """
 
     def __init__(
-        self, weight: float = 0.03, norm: TVNorm = "isotropic", coupled_channels: bool = True
+        self,
+        weight: float = 0.03,
+        norm: TVNorm = "isotropic",
+        coupled_channels: bool = True,
+        chroma_weight: float | None = None,
     ) -> None:
         super().__init__()
-        if weight <= 0:
-            raise InputError(f"TVSmoothing needs a positive weight, got {weight}")
+        for name, value in (("weight", weight), ("chroma_weight", chroma_weight)):
+            if value is not None and value <= 0:
+                raise InputError(f"TVSmoothing needs a positive {name}, got {value}")
         self.weight, self.norm, self.coupled_channels = float(weight), norm, coupled_channels
+        self.chroma_weight = chroma_weight
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """The TV-denoised ``images`` (``B x C x H x W``), clipped to [0, 1]."""
-        denoised = tv_denoise(images, self.weight, self.norm, self.coupled_channels)
+        if self.chroma_weight is None:
+            denoised = tv_denoise(images, self.weight, self.norm, self.coupled_channels)
+        else:
+            denoised = tv_denoise_luma_chroma(images, self.weight, self.chroma_weight, self.norm)
         return denoised.clamp(0, 1)

@@ -18,9 +18,12 @@ from lightning_synth.nn.total_variation import (
     divergence,
     gap_to_rms,
     image_gradient,
+    rgb_to_ycbcr,
     rof_objective,
     total_variation,
     tv_denoise,
+    tv_denoise_luma_chroma,
+    ycbcr_to_rgb,
 )
 
 
@@ -235,3 +238,36 @@ def test_tv_smoothing_module_is_tv_denoise_clipped() -> None:
     assert smoothed.std() < noisy.std() / 2 and smoothed.max() <= 1
     with pytest.raises(InputError, match="positive weight"):
         TVSmoothing(weight=0)
+    with pytest.raises(InputError, match="positive chroma_weight"):
+        TVSmoothing(chroma_weight=-0.1)
+
+
+def test_ycbcr_is_jpegs_colour_space_and_inverts() -> None:
+    # White, red and blue: JPEG's (BT.601, full range) luma and centred chroma.
+    rgb = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 1.0]]).view(1, 3, 1, 3)
+    expected = torch.tensor([[1.0, 0.299, 0.114], [0.0, -0.168736, 0.5], [0.0, 0.5, -0.081312]])
+    assert torch.allclose(rgb_to_ycbcr(rgb)[0, :, 0], expected, atol=1e-6)
+    images = torch.rand(2, 3, 5, 7, dtype=torch.float64)
+    assert torch.allclose(ycbcr_to_rgb(rgb_to_ycbcr(images)), images, atol=1e-12)
+
+
+def test_luma_chroma_tv_smooths_each_at_its_own_weight() -> None:
+    # A grey edge (luma only) under colour noise (chroma only): a strong chroma weight and
+    # a weak luma weight remove the colour noise and keep the edge.
+    clean, _ = _noisy(size=32)
+    clean = clean.expand(1, 3, 32, 32)
+    generator = torch.Generator().manual_seed(1)
+    chroma_noise = torch.zeros(1, 3, 32, 32)
+    chroma_noise[:, 1:] = 0.05 * torch.randn(1, 2, 32, 32, generator=generator)
+    noisy = clean + ycbcr_to_rgb(chroma_noise)
+    denoised = tv_denoise_luma_chroma(noisy, luma_weight=0.005, chroma_weight=0.2)
+    assert (denoised - clean).pow(2).mean() < 0.02 * (noisy - clean).pow(2).mean()
+    # One weight for R, G and B cannot do both: weak leaves the colour noise, strong
+    # rounds the edge.
+    for weight in (0.005, 0.2):
+        single = tv_denoise(noisy, weight)
+        assert (single - clean).pow(2).mean() > 5 * (denoised - clean).pow(2).mean()
+    module = TVSmoothing(weight=0.005, chroma_weight=0.2)(noisy)
+    assert torch.allclose(module, denoised.clamp(0, 1))
+    with pytest.raises(InputError, match="3 channels"):
+        TVSmoothing(chroma_weight=0.1)(torch.rand(1, 1, 8, 8))
