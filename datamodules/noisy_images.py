@@ -522,8 +522,9 @@ class NoisyImageDataModule(DomainDataModule):
     """Clean photographs with synthetic noise (domain 0) and real noisy photographs (1).
 
     Training batches hold ``round(batch_size * real_fraction)`` real crops (references
-    hidden, unless the real source has ``train_references``) and the rest rendered crops, composed as every mixed-domain DataModule composes
-    them (:class:`~lightning_synth.datamodules.DomainDataModule`). Validation and test
+    hidden, unless the real source has ``train_references``) and the rest rendered crops,
+    composed as every mixed-domain DataModule composes them
+    (:class:`~lightning_synth.datamodules.DomainDataModule`). Validation and test
     hold whole images of both domains: ``val_clean`` (or ``clean``) with fixed noise, and
     the real source's pairs; ``predict`` denoises every real noisy photograph.
 
