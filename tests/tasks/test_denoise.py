@@ -411,3 +411,25 @@ def test_self_ensemble_averages_the_eight_flips_and_turns() -> None:
                 expected += (out.flip(-1) if mirrored else out) / 8
     assert torch.allclose(ensemble.denoise(noisy), expected.clamp(0, 1), atol=1e-5)
     assert not torch.allclose(ensemble.denoise(noisy), single.denoise(noisy), atol=1e-4)
+
+
+def test_a_classical_denoiser_in_place_of_the_network_denoises_a_folder(tmp_path: Path) -> None:
+    # README: TV in luma and chroma through `predict`, no training and no checkpoint.
+    from lightning_synth.nn.total_variation import TVSmoothing
+
+    data = _data(tmp_path)
+    smoothing = TVSmoothing(weight=0.05, chroma_weight=0.1)
+    model = Denoiser(network=smoothing, adaptation=None, tile_size=64)
+    predictions = _trainer(tmp_path).predict(model, data)
+    psnr = torch.cat([p["psnr"] for p in predictions])
+    noisy_psnr = []
+    for index in range(2):
+        noisy = torch.from_numpy(np.array(Image.open(tmp_path / "real" / f"s_{index}_real.png")))
+        reference = np.asarray(Image.open(tmp_path / "real" / f"s_{index}_mean.png"))
+        noisy = noisy.permute(2, 0, 1)[None].float() / 255
+        written = np.asarray(Image.open(tmp_path / "denoised" / f"s_{index}.png"))
+        expected = (smoothing(noisy)[0].permute(1, 2, 0).numpy() * 255).round()
+        assert np.abs(written - expected).max() <= 1  # the whole image, one tile
+        error = (noisy[0].permute(1, 2, 0).numpy() * 255 - reference) ** 2
+        noisy_psnr.append(10 * np.log10(255**2 / error.mean()))
+    assert (psnr.numpy() > np.array(noisy_psnr) + 2).all()
