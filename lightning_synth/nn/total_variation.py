@@ -663,19 +663,23 @@ def tv_denoise_luma_chroma(
     luma_weight: float = 0.015,
     chroma_weight: float = 0.03,
     norm: TVNorm = "isotropic",
+    coupled_channels: bool = True,
     max_iter: int = 500,
 ) -> torch.Tensor:
     """TV-denoise RGB images in JPEG's colour space: the luma at one weight, the two
-    chroma channels (coupled) at another.
+    chroma channels at another.
 
     Camera noise after demosaicking and JPEG differs in luma and chroma (JPEG quantises
     and subsamples the chroma on its own), so one weight for R, G and B fits neither.
+    The default weights are the best pair on the validation scenes of the PolyU
+    benchmark (docs/benchmarks.md); noisier photographs want larger ones.
 
     Args:
         image: ``B x 3 x H x W`` noisy RGB images.
         luma_weight: strength of the TV term on the luma (Y).
         chroma_weight: strength of the TV term on the chroma (Cb, Cr).
         norm: ``isotropic`` or ``anisotropic`` TV.
+        coupled_channels: the two chroma channels share one gradient length.
         max_iter: most iterations of each solve.
     """
     _check_images(image)
@@ -686,7 +690,7 @@ def tv_denoise_luma_chroma(
         )
     ycbcr = rgb_to_ycbcr(image)
     luma = tv_denoise(ycbcr[:, :1], luma_weight, norm, max_iter=max_iter)
-    chroma = tv_denoise(ycbcr[:, 1:], chroma_weight, norm, max_iter=max_iter)
+    chroma = tv_denoise(ycbcr[:, 1:], chroma_weight, norm, coupled_channels, max_iter=max_iter)
     return ycbcr_to_rgb(torch.cat([luma, chroma], 1))
 
 
@@ -698,7 +702,8 @@ class TVSmoothing(nn.Module):
         weight: strength of the TV term (scikit-image's ``weight``); with
             ``chroma_weight``, that of the luma.
         norm: ``isotropic`` or ``anisotropic`` TV.
-        coupled_channels: vectorial TV (channels share one gradient length).
+        coupled_channels: vectorial TV (channels share one gradient length; with
+            ``chroma_weight``, the two chroma channels).
         chroma_weight: denoise RGB images in luma and chroma (BT.601 YCbCr, JPEG's space;
             :func:`tv_denoise_luma_chroma`), the chroma at this weight; unset: in the
             images' own channels.
@@ -724,5 +729,7 @@ class TVSmoothing(nn.Module):
         if self.chroma_weight is None:
             denoised = tv_denoise(images, self.weight, self.norm, self.coupled_channels)
         else:
-            denoised = tv_denoise_luma_chroma(images, self.weight, self.chroma_weight, self.norm)
+            denoised = tv_denoise_luma_chroma(
+                images, self.weight, self.chroma_weight, self.norm, self.coupled_channels
+            )
         return denoised.clamp(0, 1)
