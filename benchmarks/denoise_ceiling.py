@@ -36,10 +36,6 @@ from denoise_real import VAL_SCENES, per_image_scores, write_json
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "denoise_pseudo_clean.yaml"
 LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss}
-# BT.601 RGB -> YCbCr (JPEG's), on [0, 1] values without offsets
-YCBCR = torch.tensor(
-    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
-)
 
 
 def _mean_psnr(outputs: torch.Tensor, references: torch.Tensor) -> float:
@@ -106,17 +102,15 @@ def train_supervised(
 
 def colour_split(noisy: torch.Tensor, clean: torch.Tensor, tv: torch.Tensor) -> dict[str, float]:
     """PSNR of TV's output, and of the noisy input, with the luma or the chroma taken
-    from the reference instead (YCbCr)."""
+    from the reference instead (JPEG's YCbCr)."""
+    from lightning_synth.nn.total_variation import rgb_to_ycbcr, ycbcr_to_rgb
 
-    def colour_transform(matrix: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("ij,bjhw->bihw", matrix, images)
-
-    denoised, reference, raw = (colour_transform(YCBCR, x) for x in (tv, clean, noisy))
+    denoised, reference, raw = (rgb_to_ycbcr(x) for x in (tv, clean, noisy))
     luma, chroma = slice(0, 1), slice(1, 3)
 
     def mixed(luma_from: torch.Tensor, chroma_from: torch.Tensor) -> float:
         mixed_ycbcr = torch.cat([luma_from[:, luma], chroma_from[:, chroma]], 1)
-        return _mean_psnr(colour_transform(torch.linalg.inv(YCBCR), mixed_ycbcr), clean)
+        return _mean_psnr(ycbcr_to_rgb(mixed_ycbcr), clean)
 
     return {
         "tv_with_reference_chroma": mixed(denoised, reference),
