@@ -221,6 +221,12 @@ class SynthTask(LightningModule):
         weight_decay = float(hparams.get("weight_decay", 0.0))
         name = hparams.get("optimizer", "adam")
         parameters = [p for p in self.parameters() if p.requires_grad]
+        if not parameters:
+            raise InputError(
+                f"{type(self).__name__} has nothing to train: none of its modules has a "
+                "trainable parameter (a classical method in place of the network?); run "
+                "predict, validate or test with it instead of fit"
+            )
         if name == "adam":
             optimizer = torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
         elif name == "adamw":

@@ -433,3 +433,5 @@ def test_a_classical_denoiser_in_place_of_the_network_denoises_a_folder(tmp_path
         error = (noisy[0].permute(1, 2, 0).numpy() * 255 - reference) ** 2
         noisy_psnr.append(10 * np.log10(255**2 / error.mean()))
     assert (psnr.numpy() > np.array(noisy_psnr) + 2).all()
+    with pytest.raises(InputError, match="nothing to train.*instead of fit"):
+        _trainer(tmp_path).fit(model, data)
