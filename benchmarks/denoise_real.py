@@ -142,6 +142,20 @@ def _best(
     return best_value, best_outputs, scores
 
 
+def _best_on_all(
+    run: Callable[[Setting, np.ndarray], Images],
+    grid: Sequence[Setting],
+    references: Images,
+    chosen: np.ndarray,
+) -> tuple[Setting, Images, dict[str, float]]:
+    """:func:`_best` on the ``chosen`` images, then its value on the others as well;
+    ``run(value, only)`` denoises the images where ``only`` is set (the chosen ones are
+    not denoised twice)."""
+    value, outputs, scores = _best(lambda v: run(v, chosen), grid, references, chosen)
+    rest = run(value, ~chosen)
+    return value, [o if c else r for o, r, c in zip(outputs, rest, chosen, strict=True)], scores
+
+
 def _learned(
     name: str, args: argparse.Namespace, workdir: Path
 ) -> tuple[torch.nn.Module, float, int]:
@@ -275,6 +289,7 @@ def main() -> None:
         )
 
     everything = np.ones(len(pairs), dtype=bool)
+    validation = held if held.any() else everything  # where settings are chosen
     for method in args.methods:
         print(f"{method}:", flush=True)
         if method == "noisy":
@@ -308,22 +323,21 @@ def main() -> None:
                 method, outputs, weight=weight, grid=grid, grid_seconds=time.perf_counter() - began
             )
         elif method == "tv_luma_chroma":
-            chosen = held if held.any() else everything
 
             def luma_chroma_tv(weights: tuple[float, float], only: np.ndarray) -> Images:
                 smoothing = TVSmoothing(weights[0], chroma_weight=weights[1])
                 return [smoothing(n[None])[0] if only[i] else n for i, n in enumerate(noisy)]
 
             began = time.perf_counter()
-            weights, _, grid = _best(
-                lambda w, rows=chosen: luma_chroma_tv(w, rows),
+            weights, outputs, grid = _best_on_all(
+                luma_chroma_tv,
                 [(luma, chroma) for luma in args.tv_weights for chroma in args.tv_chroma_weights],
                 references,
-                chosen,
+                validation,
             )
             record(
                 method,
-                luma_chroma_tv(weights, everything),
+                outputs,
                 luma_weight=weights[0],
                 chroma_weight=weights[1],
                 grid_on_validation_scenes=grid,
@@ -335,30 +349,28 @@ def main() -> None:
             except ImportError:
                 print("  skipped: pip install bm3d", flush=True)
                 continue
-            chosen = held if held.any() else everything
 
-            def run_bm3d(sigma: float, only: np.ndarray) -> Images:
-                return [
-                    _torch(bm3d.bm3d_rgb(_numpy(n), sigma / 255.0)) if only[i] else n
-                    for i, n in enumerate(noisy)
-                ]
+            bm3d_seconds: dict[float, list[float]] = {}  # per image, by sigma
 
-            sigma, grid = args.bm3d_sigmas[0], {}
-            if len(args.bm3d_sigmas) > 1:
-                sigma, _, grid = _best(
-                    lambda s, rows=chosen: run_bm3d(s, rows),
-                    tuple(args.bm3d_sigmas),
-                    references,
-                    chosen,
-                )
-            began = time.perf_counter()
-            outputs = run_bm3d(sigma, everything)
+            def run_bm3d(sigma: float, only: np.ndarray, times: dict = bm3d_seconds) -> Images:
+                outputs = []
+                for image, denoise in zip(noisy, only, strict=True):
+                    if denoise:
+                        began = time.perf_counter()
+                        image = _torch(bm3d.bm3d_rgb(_numpy(image), sigma / 255.0))
+                        times.setdefault(sigma, []).append(time.perf_counter() - began)
+                    outputs.append(image)
+                return outputs
+
+            sigma, outputs, grid = _best_on_all(
+                run_bm3d, tuple(args.bm3d_sigmas), references, validation
+            )
             record(
                 method,
                 outputs,
                 sigma=sigma,
                 grid_on_validation_scenes=grid,
-                seconds_per_image=(time.perf_counter() - began) / len(noisy),
+                seconds_per_image=float(np.mean(bm3d_seconds[sigma])),
             )
         else:
             with tempfile.TemporaryDirectory() as workdir:
