@@ -2,8 +2,9 @@
 
 The question behind it: is the 30-minute CPU budget, not the synthetic noise, what keeps
 the learned recipes below the classical denoisers on real camera noise? The network of
-``configs/denoise_pseudo_clean.yaml`` (its architecture, loss, learning rate, cosine
-schedule, crop and batch size) trains for ``--steps`` steps directly on real noisy /
+``--config`` (default ``configs/denoise_pseudo_clean.yaml``: its architecture, learning
+rate, cosine schedule, crop and batch size, and by default its loss and number of steps)
+trains for ``--steps`` steps directly on real noisy /
 reference pairs: crops of the pairs *outside* ``--val-scenes``, with random flips and
 quarter turns. It is then scored on the pairs *of* the validation scenes, beside the
 noisy input and the project's TV at ``--tv-weight``. This is the best case for any
@@ -22,6 +23,7 @@ reference's.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -74,12 +76,12 @@ def train_supervised(
     device: torch.device,
 ) -> tuple[torch.nn.Module, float]:
     """The config's network trained on real pairs; returns it and the training seconds."""
-    from lightning_synth.nn.denoisers import UNetDenoiser
-
     model_args = config["model"]["init_args"]
     data_args = config["data"]["init_args"]
+    module_name, class_name = model_args["network"]["class_path"].rsplit(".", 1)
+    network_class = getattr(importlib.import_module(module_name), class_name)
     torch.manual_seed(seed)
-    network = UNetDenoiser(**model_args["network"]["init_args"]).to(device)
+    network = network_class(**model_args["network"].get("init_args", {})).to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=float(model_args["lr"]))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     generator = torch.Generator().manual_seed(seed)
@@ -124,8 +126,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--real", required=True, help="folder of <name>_real/<name>_mean pairs")
     parser.add_argument("--val-scenes", nargs="+", default=list(VAL_SCENES))
-    parser.add_argument("--steps", type=int, default=3000, help="the config's budget: 3000")
-    parser.add_argument("--losses", nargs="+", default=["l1"], choices=sorted(LOSSES))
+    parser.add_argument("--config", default=str(CONFIG), help="whose network and budget")
+    parser.add_argument("--steps", type=int, default=0, help="0: the config's batches")
+    parser.add_argument("--losses", nargs="+", default=None, choices=sorted(LOSSES))
     parser.add_argument("--tv-weight", type=float, default=0.03)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the network)")
@@ -139,7 +142,13 @@ def main() -> None:
     from lightning_synth.nn.denoisers import tiled
     from lightning_synth.nn.total_variation import tv_denoise
 
-    config = yaml.safe_load(CONFIG.read_text())
+    config = yaml.safe_load(Path(args.config).read_text())
+    data_args = config["data"]["init_args"]
+    rendered_per_batch = data_args["batch_size"] * (1 - data_args.get("real_fraction", 0.0))
+    steps = args.steps or round(data_args["train_length"] / rendered_per_batch)
+    losses = args.losses or [config["model"]["init_args"].get("loss", "l1")]
+    # The default config's rows keep their names; another config's carry its stem.
+    label = "" if Path(args.config).resolve() == CONFIG else f"{Path(args.config).stem}_"
     device = torch.device(args.device)
     # The split a Denoiser run with these references would use: the pairs outside the
     # held-out scenes are taught, those of the scenes are scored.
@@ -172,23 +181,23 @@ def main() -> None:
         **colour_split(val_noisy, val_clean, tv),
     }
     print(json.dumps(rows, indent=1), flush=True)
-    for loss_name in args.losses:
-        print(f"supervised, {loss_name}:", flush=True)
+    for loss_name in losses:
+        print(f"supervised, {label}{loss_name}:", flush=True)
         network, seconds = train_supervised(
-            train_noisy, train_clean, loss_name, args.steps, config, args.seed, device
+            train_noisy, train_clean, loss_name, steps, config, args.seed, device
         )
 
         @torch.no_grad()
         def denoise(images: torch.Tensor, network: torch.nn.Module = network) -> torch.Tensor:
             return torch.cat([tiled(network, image[None].to(device)) for image in images])
 
-        rows[f"supervised_{loss_name}"] = {
+        row = rows[f"supervised_{label}{loss_name}"] = {
             "psnr_val": _mean_psnr(denoise(val_noisy), val_clean),
             "psnr_train_pairs": _mean_psnr(denoise(train_noisy), train_clean),
             "train_seconds": seconds,
-            "steps": args.steps,
+            "steps": steps,
         }
-        print(json.dumps(rows[f"supervised_{loss_name}"]), flush=True)
+        print(json.dumps(row), flush=True)
         write_json(args, rows)  # after every network: a long run keeps what it measured
 
 

@@ -84,6 +84,7 @@ LEARNED = {
     ),
     "noisier2noise": ("denoise_noisier2noise.yaml", []),
     "pseudo_clean": ("denoise_pseudo_clean.yaml", []),
+    "dct": ("denoise_dct.yaml", []),
     "sampled": (
         "denoise_noisier2noise.yaml",
         [

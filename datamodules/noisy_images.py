@@ -401,11 +401,12 @@ class _PairImages(_Cached, Dataset):
 
 
 class _PseudoClean(_Cached, Dataset):
-    """Whole photographs through a denoiser: ``image`` (denoised), ``name``."""
+    """Whole photographs, in ``channels`` channels, through a denoiser: ``image``
+    (denoised), ``name``."""
 
-    def __init__(self, photographs: _PairImages, denoiser: nn.Module) -> None:
+    def __init__(self, photographs: _PairImages, denoiser: nn.Module, channels: int) -> None:
         super().__init__()
-        self.photographs, self.denoiser = photographs, denoiser
+        self.photographs, self.denoiser, self.channels = photographs, denoiser, channels
 
     def __len__(self) -> int:
         return len(self.photographs)
@@ -413,8 +414,10 @@ class _PseudoClean(_Cached, Dataset):
     def load(self, index: int) -> Batch:
         # Uncached: only the denoised photograph is kept.
         item = self.photographs.load(index)
+        # A denoiser for colour (luma/chroma TV) must see gray photographs as colour too.
+        image = to_channels(item[IMAGE], self.channels)
         with torch.no_grad():
-            denoised = self.denoiser(item[IMAGE][None].float())[0]
+            denoised = self.denoiser(image[None].float())[0]
         return {IMAGE: denoised, NAME: item[NAME]}
 
 
@@ -659,7 +662,7 @@ class NoisyImageDataModule(DomainDataModule):
         photographs = self.real.dataset("train")  # their references unused
         targets: Dataset = photographs
         if self.pseudo_clean is not None:
-            targets = _PseudoClean(photographs, self.pseudo_clean)
+            targets = _PseudoClean(photographs, self.pseudo_clean, self.channels)
         noisy_targets = _Noisy(
             targets,
             self.channels,

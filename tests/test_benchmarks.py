@@ -247,3 +247,15 @@ def test_denoise_ceiling_trains_on_pairs_and_scores_the_held_out_scenes(tmp_path
     for loss in ("l1", "l2"):
         assert rows[f"supervised_{loss}"]["steps"] == 2
         assert np.isfinite(rows[f"supervised_{loss}"]["psnr_val"])
+
+
+def test_denoise_ceiling_takes_the_network_and_loss_of_another_config(tmp_path: Path) -> None:
+    _flat_noisy_pairs(tmp_path)
+    result = _run(
+        "denoise_ceiling.py",
+        *("--real", str(tmp_path), "--val-scenes", "camA_4_100_800_wall"),
+        *("--config", str(REPO / "configs" / "denoise_dct.yaml"), "--steps", "3"),
+        *("--threads", "1", "--json-out", str(tmp_path / "ceiling.json")),
+    )
+    row = result["rows"]["supervised_denoise_dct_l2"]  # the config's loss, its stem in the name
+    assert row["steps"] == 3 and np.isfinite(row["psnr_val"])

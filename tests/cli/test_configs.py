@@ -89,6 +89,11 @@ SHRINK: dict[str, list[str]] = {
         *(option for option in _DENOISE if "depth" not in option),
         "--model.init_args.network.init_args.levels=1",
     ],
+    "denoise_dct.yaml": [
+        *(option for option in _DENOISE if "network" not in option),
+        "--model.init_args.network.init_args.block=4",
+        "--model.init_args.network.init_args.stages=1",
+    ],
     "style_transfer.yaml": [
         "--model.init_args.feature_network.init_args.weights=random",
         "--model.init_args.feature_network.init_args.layers=[conv1_1,conv2_1]",

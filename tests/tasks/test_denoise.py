@@ -17,6 +17,7 @@ from lightning_synth.batch import DOMAIN, IMAGE, LABEL, REAL, REFERENCE, VALID
 from lightning_synth.datamodules.noisy_images import NoisyImageDataModule, NoisyPhotographs
 from lightning_synth.errors import InputError
 from lightning_synth.image_io import dihedral
+from lightning_synth.nn.dct_shrinkage import DCTShrinkage
 from lightning_synth.nn.denoisers import (
     DnCNN,
     UNetDenoiser,
@@ -34,14 +35,15 @@ DENOISE_SHRINK = [
     "--data.init_args.patch_size=16",
     "--data.init_args.train_length=24",
     "--data.init_args.batch_size=4",
-    "--model.init_args.network.init_args.width=8",
 ]
+_NETWORK = "--model.init_args.network.init_args."
 #: The network's own size, per config.
 NETWORK_SHRINK = {
-    "denoise_gaussian.yaml": ["--model.init_args.network.init_args.depth=3"],
-    "denoise_camera.yaml": ["--model.init_args.network.init_args.depth=3"],
-    "denoise_noisier2noise.yaml": ["--model.init_args.network.init_args.levels=1"],
-    "denoise_pseudo_clean.yaml": ["--model.init_args.network.init_args.levels=1"],
+    "denoise_gaussian.yaml": [f"{_NETWORK}width=8", f"{_NETWORK}depth=3"],
+    "denoise_camera.yaml": [f"{_NETWORK}width=8", f"{_NETWORK}depth=3"],
+    "denoise_noisier2noise.yaml": [f"{_NETWORK}width=8", f"{_NETWORK}levels=1"],
+    "denoise_pseudo_clean.yaml": [f"{_NETWORK}width=8", f"{_NETWORK}levels=1"],
+    "denoise_dct.yaml": [f"{_NETWORK}block=4", f"{_NETWORK}stages=1"],
 }
 
 
@@ -249,6 +251,7 @@ def test_neighbor_sub_sampler_picks_adjacent_pixels_of_each_cell() -> None:
         "denoise_camera.yaml",
         "denoise_noisier2noise.yaml",
         "denoise_pseudo_clean.yaml",
+        "denoise_dct.yaml",
     ],
 )
 def test_config_runs_through_the_cli(name: str, run_cli) -> None:
@@ -271,7 +274,7 @@ def test_config_runs_through_the_cli(name: str, run_cli) -> None:
     assert len(list((predict_dir / "denoised").glob("*.png"))) == 2
 
 
-@pytest.mark.parametrize("network", ["dncnn", "unet"])
+@pytest.mark.parametrize("network", ["dncnn", "unet", "dct"])
 def test_export_denoises_tiles_like_the_task(tmp_path: Path, network: str) -> None:
     from lightning_synth.export import (
         compare,
@@ -281,8 +284,11 @@ def test_export_denoises_tiles_like_the_task(tmp_path: Path, network: str) -> No
         run_exported,
     )
 
-    net = DnCNN(3, depth=3, width=8) if network == "dncnn" else UNetDenoiser(3, width=4, levels=2)
-    torch.nn.init.normal_(net.head.weight, std=0.1)  # not the identity it starts as
+    if network == "dct":
+        net: torch.nn.Module = DCTShrinkage(3, block=4, stages=2, threshold=0.05)
+    else:
+        net = DnCNN(3, depth=3, width=8) if network == "dncnn" else UNetDenoiser(3, 4, 2)
+        torch.nn.init.normal_(net.head.weight, std=0.1)  # not the identity it starts as
     model = Denoiser(network=net, tile_size=32, tile_overlap=8).eval()
     example = example_inputs(model)
     assert example[0].shape == (2, 3, 32, 32)
@@ -368,6 +374,26 @@ def test_pseudo_clean_targets_are_the_denoised_photographs(tmp_path: Path) -> No
         )
     with pytest.raises(InputError, match="noisy_as_clean"):
         _data(tmp_path, pseudo_clean=smoothing)
+
+
+def test_gray_photographs_reach_a_colour_pseudo_clean_denoiser_as_colour(tmp_path: Path) -> None:
+    from lightning_synth.batch import RENDERED
+    from lightning_synth.nn.total_variation import TVSmoothing
+
+    for index in range(2):  # gray photographs, for colour training (channels=3)
+        _smooth_image(tmp_path / "gray" / f"g{index}.png", 30, 34, seed=20 + index, gray=True)
+    luma_chroma = TVSmoothing(weight=0.05, chroma_weight=0.1)
+    data = _data(
+        tmp_path,
+        real=NoisyPhotographs(root=str(tmp_path / "gray")),
+        noisy_as_clean=1.0,
+        train_length=4,
+        pseudo_clean=luma_chroma,
+    )
+    data.setup("fit")
+    target = data.source_dataset("train", RENDERED)[0][REFERENCE]
+    assert target.shape[0] == 3
+    assert torch.allclose(target[0], target[1], atol=1e-5)  # still gray
 
 
 def _windows(image: torch.Tensor, size: int) -> list[torch.Tensor]:
