@@ -618,6 +618,12 @@ class NoisyImageDataModule(DomainDataModule):
                 "pseudo_clean makes the targets of the noisy_as_clean crops, and "
                 "noisy_as_clean is 0: set noisy_as_clean above 0 or drop pseudo_clean"
             )
+        if getattr(self.real, "train_references", False) and not real_fraction:
+            # The references are learnt from the real crops of each batch, and there are none.
+            raise InputError(
+                "train_references needs real crops in training, and real_fraction is 0: "
+                "set real_fraction above 0 (e.g. 0.25)"
+            )
         self.pseudo_clean = pseudo_clean
         self.channels, self.patch_size, self.train_length = channels, patch_size, train_length
         self.zoom = as_range(zoom, "zoom", low=1e-3)

@@ -16,6 +16,7 @@ from lightning_synth.datamodules.noisy_images import (
     find_pairs,
     scene_of,
 )
+from lightning_synth.errors import InputError
 from lightning_synth.rendering.noise import GaussianNoise
 
 
@@ -164,6 +165,9 @@ def test_train_references_teach_the_pairs_outside_the_held_out_scenes(tmp_path: 
     assert [b[NAME][0] for b in module.test_dataloader() if int(b[DOMAIN]) == REAL] == [
         "cam_a_chair_2"
     ]
+    # Without real crops in the batches the references would silently teach nothing.
+    with pytest.raises(InputError, match="set real_fraction above 0"):
+        _module(tmp_path, real=source, real_fraction=0.0)
     # Without both held-out sets, a score could come from a taught photograph.
     with pytest.raises(ValueError, match="set val_scenes and test_scenes"):
         NoisyPhotographs(root=root, val_scenes=["cam_b_desk"], train_references=True)
