@@ -2,6 +2,7 @@
 
 from lightning_synth.nn.augment import RandomAffine
 from lightning_synth.nn.backbones import DigitConvNet, feature_dim
+from lightning_synth.nn.dct_shrinkage import DCTShrinkage
 from lightning_synth.nn.denoisers import DnCNN, UNetDenoiser  # noqa: F401
 from lightning_synth.nn.depth_features import DepthComparisonFeatures
 from lightning_synth.nn.domain_adversarial import DomainClassifier, GaninDigitNet, MLPHead
@@ -29,4 +30,4 @@ __all__ += ["TotalVariation", "total_variation", "tv_denoise", "ChambollePockTV"
 __all__ += ["VGGFeatures", "NamedFeatures", "WeightsUnavailableError", "content_loss", "style_loss"]
 __all__ += ["DCGANGenerator", "DCGANDiscriminator", "ExponentialMovingAverage", "load_generator"]
 __all__ += ["DepthComparisonFeatures", "DepthFCN", "PixelClassifier", "DepthForest"]
-__all__ += ["RandomAffine"]
+__all__ += ["RandomAffine", "DCTShrinkage"]

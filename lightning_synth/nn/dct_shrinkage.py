@@ -66,7 +66,10 @@ class DCTShrinkage(nn.Module):
     ) -> None:
         super().__init__()
         if in_channels not in (1, 3):
-            raise InputError(f"DCTShrinkage takes 1 or 3 channels, not {in_channels}")
+            raise InputError(
+                f"DCTShrinkage takes 1 or 3 channels, not {in_channels}: "
+                "pass in_channels=1 (gray) or 3 (RGB)"
+            )
         if block < 2 or stages < 1 or threshold <= 0 or softness <= 0:
             raise InputError(
                 "DCTShrinkage needs block >= 2, stages >= 1 and a positive threshold and softness"
