@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import scipy.fft
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,9 +33,8 @@ def dct_basis(size: int) -> torch.Tensor:
     Args:
         size: side of the window.
     """
-    k = torch.arange(size, dtype=torch.float64)
-    matrix = torch.cos(math.pi * (2 * k[None] + 1) * k[:, None] / (2 * size)) * math.sqrt(2 / size)
-    matrix[0] /= math.sqrt(2)
+    # Row u of the matrix is frequency u: the transform of the identity's columns.
+    matrix = torch.from_numpy(scipy.fft.dct(np.eye(size), norm="ortho", axis=0))
     basis = torch.einsum("ux,vy->uvxy", matrix, matrix)
     return basis.reshape(size * size, 1, size, size).float()
 
