@@ -24,6 +24,7 @@ import lightning_synth.tasks  # noqa: F401  (registers short class names)
 from lightning_synth import __version__
 from lightning_synth.callbacks import FailureMarker, PredictionWriter
 from lightning_synth.checkpoints import SPECIAL_CKPT_PATHS, read_checkpoint
+from lightning_synth.distributed import close_process_group
 from lightning_synth.errors import USER_ERRORS, InputError, find_user_error
 from lightning_synth.memory import keep_freed_memory_from_env
 from lightning_synth.parse_errors import summarize
@@ -349,7 +350,7 @@ def main(args: list[str] | None = None) -> None:
     try:
         _exit_on_input_error(LightningSynthCLI, args=args)
     finally:
-        _close_process_group()
+        close_process_group()
 
 
 def _exit_on_input_error(function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -367,19 +368,6 @@ def _exit_on_input_error(function: Any, *args: Any, **kwargs: Any) -> Any:
         print(f"lightning-synth: error: {user_error}", file=sys.stderr)
         print("(set LIGHTNING_SYNTH_DEBUG=1 to see the traceback)", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def _close_process_group() -> None:
-    """Shut a DDP process group down before exit.
-
-    Left to interpreter teardown, gloo's threads are destroyed while still joinable and
-    the process aborts ("terminate called without an active exception") after a run
-    that succeeded, now and then, so the launcher reports a failure.
-    """
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

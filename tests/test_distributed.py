@@ -93,3 +93,21 @@ def test_bf16_mixed_precision_trains(run_cli) -> None:
     assert all(torch.isfinite(v).all() for v in weights)
     # master weights stay float32 under mixed precision
     assert all(v.dtype == torch.float32 for v in weights)
+
+
+def test_every_process_closes_its_process_group_at_exit(tmp_path: Path) -> None:
+    # A process that leaves a gloo group open ends with it closed, by the package's exit
+    # handler (ddp_spawn workers run it too). Exit handlers run last-registered first, so
+    # the report, registered before the package is imported, runs after the package's.
+    store = (tmp_path / "store").as_posix()
+    script = f"""
+import atexit, torch.distributed as dist
+atexit.register(lambda: print("open at exit:", dist.is_initialized()))
+import lightning_synth
+dist.init_process_group("gloo", init_method="file://{store}", rank=0, world_size=1)
+print("open before exit:", dist.is_initialized())
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "open before exit: True" in result.stdout
+    assert "open at exit: False" in result.stdout
